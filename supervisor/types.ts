@@ -176,3 +176,13 @@ export interface RunOutcome {
   /** Pids still alive after the stop sequence (must be empty). */
   survivors: number[];
 }
+
+/** A live run as the daemon holds it; created by `startRun(spec, observer)` in supervisor/run.ts. */
+export interface RunHandle {
+  /** Undefined until the child has been spawned. */
+  readonly pid: number | undefined;
+  /** Starts the stop sequence (IPC stop, SIGTERM to the group, SIGKILL after stop_grace, sweep). Idempotent. */
+  stop(reason: KillReason, detail?: string): void;
+  /** Resolves once every process of the run is confirmed dead and reaped. Never rejects. */
+  readonly done: Promise<RunOutcome>;
+}
