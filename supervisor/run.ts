@@ -1,0 +1,298 @@
+// One run's processes from spawn (or adoption) to the confirmed death of the last one: sampling loop,
+// policy, clocks, stop sequence, diagnostics and the outcome. The daemon calls startRun and listens.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChildMessage, ReadyMessage } from '../extractors/sdk/protocol.js';
+import { captureDiagnostics } from './diagnostics.js';
+import { HeartbeatClock } from './heartbeat.js';
+import { evaluatePolicy } from './policy.js';
+import { processLiveness } from './proc.js';
+import { ProcessTree, Sampler, samplingDelay, type TreeMember } from './sample.js';
+import { spawnChild, type ChildExit, type SpawnedChild } from './spawn.js';
+import { liveTreePids, stopProcessTree, type StopMode, type StopResult } from './stop.js';
+import type { HeartbeatMode, KillReason, Progress, RunHandle, RunObserver, RunOutcome, RunSpec, Sample } from './types.js';
+
+/** How long `done` waits for the child's pipes to close after the tree is dead before cutting them, ms. */
+export const PIPE_DRAIN_MS = 2000;
+
+interface StopRecord {
+  reason: KillReason;
+  detail: string;
+  /** Whether the stop started while the main process was still running (then the run counts as killed). */
+  beforeExit: boolean;
+}
+
+// Observer methods are the daemon's code; a bug there must not stop a runaway from being killed.
+function safely(call: () => void): void {
+  try {
+    call();
+  } catch (error) {
+    console.error('duckvisor: run observer threw:', error);
+  }
+}
+
+class Run {
+  private readonly clock: HeartbeatClock;
+  private readonly heartbeatMode: HeartbeatMode;
+  private tree: ProcessTree | null = null;
+  private sampler: Sampler | null = null;
+  private child: SpawnedChild | null = null;
+  private readonly samples: Sample[] = [];
+  private lastMembers: TreeMember[] = [];
+  private readonly warned = new Set<KillReason>();
+  private peakRss = 0;
+  private peakSwap = 0;
+  private badMessages = 0;
+  private ready: ReadyMessage | null = null;
+  private progress: Progress | null = null;
+  private startedAt = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private leaderExit: ChildExit | null = null;
+  private stopRecord: StopRecord | null = null;
+  private stopping: Promise<StopResult> | null = null;
+  private finished = false;
+  private resolveDone!: (outcome: RunOutcome) => void;
+  readonly done: Promise<RunOutcome>;
+
+  constructor(
+    private readonly spec: RunSpec,
+    private readonly observer: RunObserver,
+  ) {
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    const adopted = spec.adopt !== undefined;
+    // Without a channel (adopted runs, or ipc disabled) there is nothing to hear heartbeats on.
+    this.heartbeatMode = spec.job.heartbeat === 'ipc' && (adopted || !spec.ipc) ? 'none' : spec.job.heartbeat;
+    this.clock = new HeartbeatClock(spec.job.progress_pattern || null);
+  }
+
+  get pid(): number | undefined {
+    return this.tree?.pgid;
+  }
+
+  begin(): void {
+    try {
+      if (this.spec.adopt) this.adopt(this.spec.adopt.pid, this.spec.adopt.startTime);
+      else this.spawn();
+    } catch (error) {
+      this.finishEarly(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  private spawn(): void {
+    const child = spawnChild(this.spec, {
+      message: (message) => this.onMessage(message),
+      badMessage: (error) => {
+        this.badMessages++;
+        safely(() => this.observer.badMessage(error));
+      },
+      stdoutLine: (line) => {
+        const progress = this.clock.onStdoutLine(line, Date.now());
+        if (progress) this.onProgress(progress);
+      },
+    });
+    this.child = child;
+    this.startedAt = Date.now();
+    if (child.pid === undefined || child.startTime === null) {
+      void child.exited.then((exit) => child.settled.then(() => this.finishEarly(`could not start ${JSON.stringify(this.spec.argv[0])}: ${exit.error ?? 'the process vanished at once'}`)));
+      return;
+    }
+    this.watch(child.pid, child.startTime);
+    void child.exited.then((exit) => this.onLeaderExit(exit));
+  }
+
+  private adopt(pid: number, startTime: string): void {
+    if (processLiveness(pid, startTime) !== 'alive') {
+      this.finishEarly(`adopted process ${pid} (start time ${startTime}) is no longer running`);
+      return;
+    }
+    this.watch(pid, startTime);
+  }
+
+  private watch(pid: number, startTime: string): void {
+    this.tree = new ProcessTree(pid, startTime);
+    this.sampler = new Sampler(this.tree, this.spec.watchPaths);
+    safely(() => this.observer.started(pid, startTime));
+    this.tick();
+  }
+
+  private onMessage(message: ChildMessage): void {
+    const progress = this.clock.onMessage(message, Date.now());
+    if (message.type === 'ready') this.ready = message;
+    safely(() => this.observer.message(message));
+    if (progress) this.onProgress(progress);
+  }
+
+  private onProgress(progress: Progress): void {
+    this.progress = progress;
+    safely(() => this.observer.progress(progress));
+  }
+
+  private tick(): void {
+    this.timer = null;
+    if (this.finished || !this.sampler || !this.tree) return;
+    const now = Date.now();
+    const reading = this.sampler.read(now);
+    const sample = reading.sample;
+    this.lastMembers = reading.members.length > 0 ? reading.members : this.lastMembers;
+    this.peakRss = Math.max(this.peakRss, sample.rss);
+    this.peakSwap = Math.max(this.peakSwap, sample.swap);
+    this.remember(sample);
+    safely(() => this.observer.sample(sample));
+
+    // Adopted processes are not our children: their exit shows up only in /proc.
+    if (this.spec.adopt && !this.leaderExit && processLiveness(this.tree.pgid, this.tree.leaderStartTime) !== 'alive') {
+      this.onLeaderExit({ exitCode: null, signal: null, error: null });
+    }
+
+    if (!this.stopRecord && !this.leaderExit) {
+      const clocks = this.clock.state();
+      const decision = evaluatePolicy(this.spec.job, {
+        samples: this.samples,
+        lastMessageAt: clocks.lastMessageAt,
+        progress: clocks.progress,
+        startedAt: this.startedAt,
+        now,
+        heartbeat: this.heartbeatMode,
+        helloSeen: clocks.helloSeen,
+        warned: this.warned,
+      });
+      if (decision.kind === 'warn') {
+        this.warned.add(decision.reason);
+        safely(() => this.observer.warning(decision.reason, decision.measured, decision.limit));
+      } else if (decision.kind === 'kill') {
+        this.beginStop(decision.reason, decision.detail, 'limit', decision.measured, decision.limit);
+      }
+    }
+    this.timer = setTimeout(() => this.tick(), samplingDelay(this.spec.job, sample));
+  }
+
+  private remember(sample: Sample): void {
+    this.samples.push(sample);
+    const keep = Math.max(this.spec.job.thrash_window, 4 * this.spec.job.sample_interval) + 2 * this.spec.job.sample_interval;
+    let drop = 0;
+    while (drop < this.samples.length - 2 && this.samples[drop + 1]!.at < sample.at - keep) drop++;
+    if (this.samples.length - drop > 10_000) drop = this.samples.length - 10_000;
+    if (drop > 0) this.samples.splice(0, drop);
+  }
+
+  /** The public stop: an operator (or daemon shutdown) asks the run to end. */
+  stop(reason: KillReason, detail?: string): void {
+    this.beginStop(reason, detail ?? (reason === 'operator' ? 'stopped by the operator' : `stopped: ${reason}`), reason === 'operator' ? 'operator' : 'limit', null, null);
+  }
+
+  private beginStop(reason: KillReason, detail: string, mode: StopMode, measured: number | null, limit: number | null): void {
+    if (this.stopRecord || this.finished || !this.tree) return;
+    const tree = this.tree;
+    this.stopRecord = { reason, detail, beforeExit: this.leaderExit === null };
+    if (this.stopRecord.beforeExit) safely(() => this.observer.killing(reason, measured, limit, detail));
+    if (mode === 'limit' && this.stopRecord.beforeExit) {
+      // Captured at the decision, before any signal: the processes are still exactly as they overran.
+      const members = this.lastMembers;
+      safely(() => this.observer.diagnostics(captureDiagnostics({ reason, detail, members, logFile: this.spec.logFile })));
+    }
+    const child = this.child;
+    this.stopping = stopProcessTree({
+      tree,
+      mode,
+      reason,
+      graceMs: this.spec.job.stop_grace,
+      ...(child ? { sendStop: (why: string) => child.sendStop(why) } : {}),
+    });
+    void this.stopping.then(() => this.maybeFinish());
+  }
+
+  private onLeaderExit(exit: ChildExit): void {
+    if (this.leaderExit) return;
+    this.leaderExit = exit;
+    if (!this.stopRecord && this.tree && liveTreePids(this.tree, true).length > 0) {
+      // The main process is gone but it left processes behind: they are stopped (without counting as a kill).
+      this.stopRecord = { reason: 'operator', detail: 'leftover processes stopped after the main process exited', beforeExit: false };
+      this.stopping = stopProcessTree({ tree: this.tree, mode: 'limit', reason: 'main process exited', graceMs: this.spec.job.stop_grace });
+      void this.stopping.then(() => this.maybeFinish());
+      return;
+    }
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.finished || !this.leaderExit) return;
+    if (this.stopping) {
+      void this.stopping.then((result) => this.finish(result.survivors));
+    } else {
+      void this.finish([]);
+    }
+  }
+
+  private async finish(survivors: number[]): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    try {
+      if (this.child) {
+        const drained = await Promise.race([this.child.settled.then(() => true), sleep(PIPE_DRAIN_MS).then(() => false)]);
+        if (!drained) {
+          this.child.detachStreams();
+          await this.child.settled;
+        }
+      }
+    } catch {
+      // settled never rejects; this is belt and braces so `done` always resolves.
+    }
+    this.resolveDone(this.outcome(survivors));
+  }
+
+  private outcome(survivors: number[]): RunOutcome {
+    const exit = this.leaderExit ?? { exitCode: null, signal: null, error: null };
+    const base = {
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      peakRss: this.peakRss,
+      peakSwap: this.peakSwap,
+      progress: this.progress,
+      ready: this.ready,
+      badMessages: this.badMessages,
+      survivors,
+    };
+    const stop = this.stopRecord;
+    if (stop && stop.beforeExit) return { ...base, state: 'killed', reason: stop.reason, detail: stop.detail };
+    const leftovers = stop ? ` (${stop.detail})` : '';
+    if (this.spec.adopt) {
+      return { ...base, state: 'failed', reason: 'crash', detail: `adopted process group ${this.tree?.pgid} ended; its exit status is unknown${leftovers}` };
+    }
+    if (exit.exitCode === 0 && exit.signal === null) return { ...base, state: 'succeeded', reason: null, detail: stop ? stop.detail : null };
+    const how = exit.signal !== null ? `killed by ${exit.signal}, which the supervisor did not send` : `exited with code ${exit.exitCode}`;
+    return { ...base, state: 'failed', reason: 'crash', detail: how + leftovers };
+  }
+
+  private finishEarly(detail: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.resolveDone({
+      state: 'failed',
+      reason: 'crash',
+      detail,
+      exitCode: null,
+      signal: null,
+      peakRss: 0,
+      peakSwap: 0,
+      progress: null,
+      ready: null,
+      badMessages: this.badMessages,
+      survivors: [],
+    });
+  }
+}
+
+// The daemon's only entry into the process layer: everything about one run's processes lives behind it.
+/** Spawns (or adopts) one run and supervises it until every process of its tree is confirmed dead. */
+export function startRun(spec: RunSpec, observer: RunObserver): RunHandle {
+  const run = new Run(spec, observer);
+  run.begin();
+  return {
+    get pid() {
+      return run.pid;
+    },
+    stop: (reason: KillReason, detail?: string) => run.stop(reason, detail),
+    done: run.done,
+  };
+}
