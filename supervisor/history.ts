@@ -1,0 +1,435 @@
+// Run history in <state_dir>/history.sqlite: runs, their resource samples, every event, and the persisted
+// start queue. WAL + synchronous=NORMAL: every write is a small transaction that survives a daemon crash.
+import Database from 'better-sqlite3';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from './paths.js';
+import type { RunState, Sample } from './types.js';
+
+/** Where the numbered `NNN_name.sql` migrations live (source tree; tsc does not copy .sql files). */
+export const defaultMigrationsDir = path.join(projectRoot, 'supervisor', 'migrations');
+
+/** Samples stored per run before thinning starts; thinning halves the stored set each time it is reached. */
+export const defaultMaxSamplesPerRun = 2000;
+
+/** One row of `runs`, exactly as stored (timestamps in ms since epoch). */
+export interface RunRow {
+  id: string;
+  job: string;
+  attempt: number;
+  chain_id: string;
+  pid: number | null;
+  pid_start_time: string | null;
+  state: RunState;
+  reason: string | null;
+  detail: string | null;
+  exit_code: number | null;
+  signal: string | null;
+  queued_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  peak_rss_bytes: number;
+  peak_swap_bytes: number;
+  progress_done: number | null;
+  progress_total: number | null;
+  progress_unit: string | null;
+  rows_written: number | null;
+  bad_messages: number;
+  status_note: string | null;
+  next_attempt_at: number | null;
+  staging_path: string | null;
+  log_path: string | null;
+  result_json: string | null;
+}
+
+export type RunUpdate = Partial<Omit<RunRow, 'id'>>;
+
+export interface EventRow {
+  id: number;
+  run_id: string | null;
+  job: string | null;
+  at: number;
+  kind: string;
+  message: string;
+  measured: number | null;
+  limit_value: number | null;
+  data_json: string | null;
+}
+
+export interface NewEvent {
+  runId?: string | null;
+  job?: string | null;
+  kind: string;
+  message: string;
+  measured?: number | null;
+  limit?: number | null;
+  data?: unknown;
+  at?: number;
+}
+
+export interface SampleRow extends Omit<Sample, 'psi_some_avg10'> {
+  seq: number;
+}
+
+export interface QueueRow {
+  run_id: string;
+  job: string;
+  not_before: number;
+  enqueued_at: number;
+}
+
+export interface RunFilter {
+  job?: string;
+  state?: string;
+  reason?: string;
+  limit?: number;
+}
+
+/** A run as the control API and `--json` output show it: ISO-8601 timestamps, parsed result. */
+export interface RunView extends Omit<RunRow, 'queued_at' | 'started_at' | 'ended_at' | 'next_attempt_at' | 'result_json'> {
+  queued_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  next_attempt_at: string | null;
+  result: unknown;
+}
+
+/** Thrown when the history file cannot be used (newer schema, bad migration file); the message says what to do. */
+export class HistoryError extends Error {
+  override name = 'HistoryError';
+}
+
+const runColumns = [
+  'job', 'attempt', 'chain_id', 'pid', 'pid_start_time', 'state', 'reason', 'detail', 'exit_code', 'signal',
+  'queued_at', 'started_at', 'ended_at', 'peak_rss_bytes', 'peak_swap_bytes', 'progress_done', 'progress_total',
+  'progress_unit', 'rows_written', 'bad_messages', 'status_note', 'next_attempt_at', 'staging_path', 'log_path',
+  'result_json',
+] as const;
+const runColumnSet: ReadonlySet<string> = new Set(runColumns);
+
+/** Converts a stored ms timestamp to ISO-8601 (null stays null). */
+export function isoTime(ms: number | null | undefined): string | null {
+  return ms === null || ms === undefined ? null : new Date(ms).toISOString();
+}
+
+/** The API shape of a run row. */
+export function runView(row: RunRow): RunView {
+  let result: unknown = null;
+  if (row.result_json) {
+    try {
+      result = JSON.parse(row.result_json);
+    } catch {
+      result = row.result_json;
+    }
+  }
+  const { result_json: _unused, ...rest } = row;
+  return {
+    ...rest,
+    queued_at: isoTime(row.queued_at)!,
+    started_at: isoTime(row.started_at),
+    ended_at: isoTime(row.ended_at),
+    next_attempt_at: isoTime(row.next_attempt_at),
+    result,
+  };
+}
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Reads `NNN_name.sql` files in numeric order; a malformed name is an error, not a silent skip. */
+export function readMigrations(dir: string): Migration[] {
+  const migrations: Migration[] = [];
+  for (const file of readdirSync(dir)) {
+    if (!file.endsWith('.sql')) continue;
+    const match = /^(\d+)_([A-Za-z0-9_-]+)\.sql$/.exec(file);
+    if (!match) throw new HistoryError(`${path.join(dir, file)}: migration files must be named NNN_name.sql`);
+    migrations.push({ version: Number(match[1]), name: file, sql: readFileSync(path.join(dir, file), 'utf8') });
+  }
+  migrations.sort((a, b) => a.version - b.version);
+  for (let i = 1; i < migrations.length; i += 1) {
+    if (migrations[i]!.version === migrations[i - 1]!.version) {
+      throw new HistoryError(`${dir}: two migrations share number ${migrations[i]!.version}: ${migrations[i - 1]!.name}, ${migrations[i]!.name}`);
+    }
+  }
+  return migrations;
+}
+
+interface SampleState {
+  seq: number;
+  stride: number;
+  stored: number;
+  maxRss: number;
+  maxRssSeq: number;
+  /** An off-stride sample stored only because it is the latest; replaced by the next one. */
+  tailSeq: number | null;
+}
+
+export interface HistoryOptions {
+  migrationsDir?: string;
+  maxSamplesPerRun?: number;
+}
+
+// Why a class: it owns one connection and its prepared statements, plus the per-run downsampling state.
+/** The daemon's SQLite history. Open with `History.open(file)`. */
+export class History {
+  readonly file: string;
+  private readonly db: Database.Database;
+  private readonly maxSamples: number;
+  private readonly sampleStates = new Map<string, SampleState>();
+  private readonly statements;
+
+  private constructor(file: string, db: Database.Database, maxSamples: number) {
+    this.file = file;
+    this.db = db;
+    this.maxSamples = maxSamples;
+    this.statements = {
+      insertRun: db.prepare(
+        `INSERT INTO runs (id, ${runColumns.join(', ')}) VALUES (@id, ${runColumns.map((c) => '@' + c).join(', ')})`,
+      ),
+      getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      insertEvent: db.prepare(
+        'INSERT INTO events (run_id, job, at, kind, message, measured, limit_value, data_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      insertSample: db.prepare(
+        'INSERT INTO samples (run_id, seq, at, rss, swap, cpu, majflt_rate, disk_free, procs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      deleteSample: db.prepare('DELETE FROM samples WHERE run_id = ? AND seq = ?'),
+      thinSamples: db.prepare('DELETE FROM samples WHERE run_id = ? AND seq % ? != 0 AND seq NOT IN (?, ?)'),
+      countSamples: db.prepare('SELECT count(*) AS n, max(seq) AS last FROM samples WHERE run_id = ?'),
+      maxRssSample: db.prepare('SELECT seq, rss FROM samples WHERE run_id = ? ORDER BY rss DESC, seq ASC LIMIT 1'),
+      peaks: db.prepare(
+        'UPDATE runs SET peak_rss_bytes = max(peak_rss_bytes, ?), peak_swap_bytes = max(peak_swap_bytes, ?) WHERE id = ?',
+      ),
+      samples: db.prepare('SELECT seq, at, rss, swap, cpu, majflt_rate, disk_free, procs FROM samples WHERE run_id = ? ORDER BY seq'),
+      enqueue: db.prepare('INSERT OR REPLACE INTO queue (run_id, job, not_before, enqueued_at) VALUES (?, ?, ?, ?)'),
+      dequeue: db.prepare('DELETE FROM queue WHERE run_id = ?'),
+      queue: db.prepare('SELECT * FROM queue ORDER BY not_before, enqueued_at, run_id'),
+      countBad: db.prepare('UPDATE runs SET bad_messages = bad_messages + 1 WHERE id = ?'),
+    };
+  }
+
+  /** Opens (creating if needed) the history database and applies pending migrations in order. */
+  static open(file: string, options: HistoryOptions = {}): History {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const db = new Database(file);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      db.pragma('foreign_keys = ON');
+      migrate(db, readMigrations(options.migrationsDir ?? defaultMigrationsDir), file);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return new History(file, db, options.maxSamplesPerRun ?? defaultMaxSamplesPerRun);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Versions of the applied migrations, ascending. */
+  appliedMigrations(): number[] {
+    return (this.db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[]).map((r) => r.version);
+  }
+
+  createRun(row: Pick<RunRow, 'id' | 'job' | 'attempt' | 'chain_id' | 'state' | 'queued_at'> & RunUpdate): RunRow {
+    const full: Record<string, unknown> = { id: row.id };
+    for (const column of runColumns) full[column] = (row as Record<string, unknown>)[column] ?? null;
+    full.peak_rss_bytes ??= 0;
+    full.peak_swap_bytes ??= 0;
+    full.bad_messages ??= 0;
+    this.statements.insertRun.run(full);
+    return this.getRun(row.id)!;
+  }
+
+  /** Creates a queued run and its queue entry in one transaction. */
+  createQueuedRun(row: Pick<RunRow, 'id' | 'job' | 'attempt' | 'chain_id' | 'queued_at'> & RunUpdate, notBefore: number): RunRow {
+    return this.db.transaction(() => {
+      const created = this.createRun({ ...row, state: 'queued' });
+      this.statements.enqueue.run(row.id, row.job, notBefore, row.queued_at);
+      return created;
+    })();
+  }
+
+  getRun(id: string): RunRow | undefined {
+    return this.statements.getRun.get(id) as RunRow | undefined;
+  }
+
+  updateRun(id: string, update: RunUpdate): void {
+    const keys = Object.keys(update).filter((key) => runColumnSet.has(key));
+    if (keys.length === 0) return;
+    const values = keys.map((key) => (update as Record<string, unknown>)[key] ?? null);
+    this.db.prepare(`UPDATE runs SET ${keys.map((key) => `${key} = ?`).join(', ')} WHERE id = ?`).run(...values, id);
+  }
+
+  /** Updates a run and records an event about it atomically (state changes, kills). */
+  updateRunWithEvent(id: string, update: RunUpdate, event: NewEvent): void {
+    this.db.transaction(() => {
+      this.updateRun(id, update);
+      this.addEvent(event);
+    })();
+  }
+
+  /** Newest first. */
+  listRuns(filter: RunFilter = {}): RunRow[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.job !== undefined) (where.push('job = ?'), params.push(filter.job));
+    if (filter.state !== undefined) (where.push('state = ?'), params.push(filter.state));
+    if (filter.reason !== undefined) (where.push('reason = ?'), params.push(filter.reason));
+    const limit = Math.max(1, Math.min(filter.limit ?? 50, 100_000));
+    const sql = `SELECT * FROM runs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY queued_at DESC, id DESC LIMIT ${limit}`;
+    return this.db.prepare(sql).all(...params) as RunRow[];
+  }
+
+  runsInStates(states: readonly RunState[]): RunRow[] {
+    if (states.length === 0) return [];
+    return this.db
+      .prepare(`SELECT * FROM runs WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY queued_at, id`)
+      .all(...states) as RunRow[];
+  }
+
+  /** The most recent run of each job (by queue time). */
+  latestRuns(): RunRow[] {
+    return this.db
+      .prepare(
+        `SELECT r.* FROM runs r WHERE r.id = (SELECT id FROM runs r2 WHERE r2.job = r.job ORDER BY queued_at DESC, id DESC LIMIT 1) ORDER BY r.job`,
+      )
+      .all() as RunRow[];
+  }
+
+  /** The most recent run of a chain other than `excludeId`; used to count attempts. */
+  chainRuns(chainId: string): RunRow[] {
+    return this.db.prepare('SELECT * FROM runs WHERE chain_id = ? ORDER BY attempt').all(chainId) as RunRow[];
+  }
+
+  addEvent(event: NewEvent): number {
+    const info = this.statements.insertEvent.run(
+      event.runId ?? null,
+      event.job ?? null,
+      event.at ?? Date.now(),
+      event.kind,
+      event.message,
+      event.measured ?? null,
+      event.limit ?? null,
+      event.data === undefined ? null : JSON.stringify(event.data),
+    );
+    return Number(info.lastInsertRowid);
+  }
+
+  /** Oldest first; `limit` keeps the newest N. */
+  events(runId: string, limit?: number): EventRow[] {
+    if (limit === undefined) return this.db.prepare('SELECT * FROM events WHERE run_id = ? ORDER BY id').all(runId) as EventRow[];
+    const rows = this.db.prepare('SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?').all(runId, limit) as EventRow[];
+    return rows.reverse();
+  }
+
+  countBadMessage(runId: string, error: string, job: string): void {
+    this.db.transaction(() => {
+      this.statements.countBad.run(runId);
+      this.addEvent({ runId, job, kind: 'bad_message', message: error });
+    })();
+  }
+
+  /**
+   * Stores one sample and raises the run's peaks. Every sample is kept until the run has `maxSamples`
+   * stored; then the stride doubles and every stored sample off the new stride is deleted — except the
+   * max-RSS sample and the latest one, which are always kept.
+   */
+  addSample(runId: string, sample: Sample): void {
+    const state = this.sampleState(runId);
+    this.db.transaction(() => {
+      state.seq += 1;
+      const seq = state.seq;
+      if (state.tailSeq !== null && state.tailSeq !== state.maxRssSeq) {
+        this.statements.deleteSample.run(runId, state.tailSeq);
+        state.stored -= 1;
+      }
+      state.tailSeq = null;
+      this.statements.insertSample.run(runId, seq, sample.at, Math.round(sample.rss), Math.round(sample.swap), sample.cpu, sample.majflt_rate, Math.round(sample.disk_free), sample.procs);
+      state.stored += 1;
+      if (sample.rss > state.maxRss) {
+        state.maxRss = sample.rss;
+        state.maxRssSeq = seq;
+      }
+      if (seq % state.stride !== 0) state.tailSeq = seq;
+      if (state.stored > this.maxSamples) {
+        state.stride *= 2;
+        this.statements.thinSamples.run(runId, state.stride, state.maxRssSeq, seq);
+        state.stored = (this.statements.countSamples.get(runId) as { n: number }).n;
+        state.tailSeq = seq % state.stride !== 0 ? seq : null;
+      }
+      this.statements.peaks.run(Math.round(sample.rss), Math.round(sample.swap), runId);
+    })();
+  }
+
+  samples(runId: string): SampleRow[] {
+    return this.statements.samples.all(runId) as SampleRow[];
+  }
+
+  /** Forgets the in-memory downsampling state of a finished run. */
+  releaseSamples(runId: string): void {
+    this.sampleStates.delete(runId);
+  }
+
+  enqueue(runId: string, job: string, notBefore: number): void {
+    this.statements.enqueue.run(runId, job, notBefore, Date.now());
+  }
+
+  dequeue(runId: string): void {
+    this.statements.dequeue.run(runId);
+  }
+
+  queue(): QueueRow[] {
+    return this.statements.queue.all() as QueueRow[];
+  }
+
+  /** Runs `work` in one transaction. */
+  transaction<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
+  private sampleState(runId: string): SampleState {
+    let state = this.sampleStates.get(runId);
+    if (!state) {
+      // A run resumed after a daemon restart (adoption): continue from what is stored.
+      const counts = this.statements.countSamples.get(runId) as { n: number; last: number | null };
+      const max = this.statements.maxRssSample.get(runId) as { seq: number; rss: number } | undefined;
+      let stride = 1;
+      while (counts.last !== null && counts.last / stride > this.maxSamples) stride *= 2;
+      state = { seq: counts.last ?? 0, stride, stored: counts.n, maxRss: max?.rss ?? -1, maxRssSeq: max?.seq ?? 0, tailSeq: null };
+      this.sampleStates.set(runId, state);
+    }
+    return state;
+  }
+}
+
+function migrate(db: Database.Database, migrations: Migration[], file: string): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  const applied = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+  const newestKnown = migrations.at(-1)?.version ?? 0;
+  const newestApplied = Math.max(0, ...applied);
+  if (newestApplied > newestKnown) {
+    throw new HistoryError(
+      `${file} has schema migration ${newestApplied} but this duckvisor only knows up to ${newestKnown}; ` +
+        'run a newer duckvisor or point state_dir elsewhere',
+    );
+  }
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const migration of migrations) {
+    if (applied.has(migration.version)) continue;
+    try {
+      db.transaction(() => {
+        db.exec(migration.sql);
+        record.run(migration.version, migration.name, Date.now());
+      })();
+    } catch (error) {
+      throw new HistoryError(`${file}: migration ${migration.name} failed: ${(error as Error).message}`);
+    }
+  }
+}

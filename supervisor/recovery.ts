@@ -1,0 +1,125 @@
+// What a restarted daemon does about process groups a crashed daemon left behind. This is the only
+// place the daemon itself reads /proc or sends signals; live runs are the process layer's (run.ts).
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+interface ProcStat {
+  pid: number;
+  state: string;
+  ppid: number;
+  pgrp: number;
+  /** Field 22: start time in clock ticks since boot, as text. */
+  startTime: string;
+}
+
+/** Parses /proc/<pid>/stat; undefined when the process is gone. The comm field may contain spaces and ')'. */
+export function readProcStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  // Fields after comm start at field 3 (state); field N is index N-3.
+  const fields = text.slice(close + 2).trim().split(/\s+/);
+  return {
+    pid,
+    state: fields[0] ?? '?',
+    ppid: Number(fields[1]),
+    pgrp: Number(fields[2]),
+    startTime: fields[19] ?? '',
+  };
+}
+
+/** The start time (field 22 of /proc/<pid>/stat) of a live process, or undefined. */
+export function processStartTime(pid: number): string | undefined {
+  return readProcStat(pid)?.startTime;
+}
+
+/** True when `pid` runs (not a zombie) and, if given, started at `startTime` — i.e. it is the same process. */
+export function isSameProcessAlive(pid: number, startTime?: string | null): boolean {
+  const stat = readProcStat(pid);
+  if (!stat || stat.state === 'Z' || stat.state === 'X') return false;
+  return startTime === undefined || startTime === null || stat.startTime === startTime;
+}
+
+function allProcesses(): ProcStat[] {
+  const list: ProcStat[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readProcStat(Number(entry));
+    if (stat) list.push(stat);
+  }
+  return list;
+}
+
+/**
+ * Every live process that belongs to a run whose leader was `pid` (started at `startTime`): the leader,
+ * its process group, and the descendants of any of those via ppid links (which finds members that left
+ * the group with setsid). Group members must have started no earlier than the leader, so a reused pgid
+ * of an unrelated, older process group is not touched.
+ */
+export function runProcesses(pid: number, startTime: string): number[] {
+  const all = allProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X');
+  const leaderStart = BigInt(startTime || '0');
+  const members = new Set<number>();
+  for (const p of all) {
+    if (p.pid === pid && p.startTime === startTime) members.add(p.pid);
+    else if (p.pgrp === pid && p.pid !== process.pid && safeBigInt(p.startTime) >= leaderStart) members.add(p.pid);
+  }
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const p of all) {
+      if (!members.has(p.pid) && members.has(p.ppid) && p.pid !== process.pid) {
+        members.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return [...members];
+}
+
+function safeBigInt(text: string): bigint {
+  try {
+    return BigInt(text);
+  } catch {
+    return -1n;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+export interface RecoveryKill {
+  /** Processes found and signalled. */
+  found: number[];
+  /** Still alive after SIGKILL (should be empty). */
+  survivors: number[];
+}
+
+/** Kills what is left of a crashed daemon's run: SIGTERM to group and members, `graceMs`, then SIGKILL; confirmed from /proc. */
+export async function killLeftoverRun(pid: number, startTime: string, graceMs: number): Promise<RecoveryKill> {
+  const found = runProcesses(pid, startTime);
+  if (found.length === 0) return { found, survivors: [] };
+  const starts = new Map(found.map((p) => [p, processStartTime(p)]));
+  const alive = () => [...starts].filter(([p, st]) => isSameProcessAlive(p, st)).map(([p]) => p);
+  signal(-pid, 'SIGTERM');
+  for (const p of found) signal(p, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (alive().length > 0 && Date.now() < deadline) await sleep(50);
+  // Descendants spawned during the grace period are caught too.
+  for (const p of runProcesses(pid, startTime)) if (!starts.has(p)) starts.set(p, processStartTime(p));
+  signal(-pid, 'SIGKILL');
+  for (const p of alive()) signal(p, 'SIGKILL');
+  const killDeadline = Date.now() + 5000;
+  while (alive().length > 0 && Date.now() < killDeadline) await sleep(25);
+  return { found: [...starts.keys()], survivors: alive() };
+}
