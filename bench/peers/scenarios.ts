@@ -1,0 +1,310 @@
+// The seven scenarios of the peer comparison. Every measurement comes from the workload's own
+// timestamped log and from /proc polled by the harness, never from a supervisor's account.
+import { mkdtempSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { projectRoot } from '../../supervisor/paths.js';
+import type { Driver, Workload } from './driver.js';
+import { isAlive, killQuietly, readProcStat, readRss, waitForDeath } from './proc-watch.js';
+import { readStateLog, waitForEntry, type StateEntry } from './state-log.js';
+
+const MiB = 1024 * 1024;
+const workloadsDir = path.join(projectRoot, 'bench', 'workloads');
+
+export interface TrialResult {
+  /** Did the supervisor stop the misbehaving process within the observation window? */
+  caught: boolean;
+  /** The scenario's latency in ms (over-limit time, detection time, or time to full death). */
+  latencyMs?: number;
+  /** Peak memory the workload reached, bytes. */
+  peakBytes?: number;
+  /** Processes still alive after the stop (scenario 6). */
+  survivors?: number;
+  /** Supervisor CPU, percent of one core (scenario 7). */
+  cpuPercent?: number;
+  /** Supervisor RSS, bytes (scenario 7). */
+  supervisorRss?: number;
+  /** How long the harness waited before calling it "not caught". */
+  windowMs: number;
+}
+
+export interface RunOptions {
+  quick: boolean;
+  workRoot: string;
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  /** Which drivers can express this scenario's limit at all; the rest get the reason. */
+  expressible: Record<string, true | string>;
+  /** The goal stated for duckvisor, in words, and a check against its median. */
+  goal: string;
+  goalMet(results: TrialResult[]): boolean;
+  trial(driver: Driver, options: RunOptions): Promise<TrialResult>;
+}
+
+function node(script: string): string[] {
+  return [process.execPath, path.join(workloadsDir, script)];
+}
+
+/** How long to wait for each supervisor before declaring "not caught": its check period plus margin. */
+function windowFor(driver: Driver, options: RunOptions): number {
+  if (options.quick) return driver.name === 'duckvisor' ? 10_000 : 6_000;
+  if (driver.name === 'pm2') return 35_000;
+  if (driver.name.startsWith('supervisord')) return 65_000;
+  return 15_000;
+}
+
+function trialDir(options: RunOptions, scenario: string, driver: Driver): string {
+  return mkdtempSync(path.join(options.workRoot, `${scenario}-${driver.name.replace(/\W+/g, '_')}-`));
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function latencies(results: TrialResult[]): number[] {
+  return results.filter((result) => result.caught && result.latencyMs !== undefined).map((result) => result.latencyMs!);
+}
+
+function allCaughtWithin(results: TrialResult[], limitMs: number): boolean {
+  return results.length > 0 && results.every((result) => result.caught) && median(latencies(results)) <= limitMs;
+}
+
+/** Runs one workload under a driver and waits for the process named by `victim` to die. */
+async function runUntilDeath(
+  driver: Driver,
+  options: RunOptions,
+  scenario: string,
+  workload: (logFile: string) => Workload,
+  victim: (log: string) => Promise<StateEntry & { victimPid: number }>,
+  extraWindowMs = 0,
+): Promise<{ logFile: string; victimPid: number; diedAt: number | undefined; windowMs: number; pids: number[] }> {
+  const dir = trialDir(options, scenario, driver);
+  const logFile = path.join(dir, 'state.log');
+  await driver.start([workload(logFile)], dir);
+  const windowMs = windowFor(driver, options) + extraWindowMs;
+  let victimPid = 0;
+  const pids: number[] = [];
+  try {
+    const entry = await victim(logFile);
+    victimPid = entry.victimPid;
+    pids.push(entry.pid, victimPid);
+    const diedAt = await waitForDeath([victimPid], windowMs);
+    return { logFile, victimPid, diedAt, windowMs, pids };
+  } finally {
+    killQuietly(pids.filter(isAlive));
+    await driver.shutdown();
+  }
+}
+
+const leakLimit = 200 * MiB;
+
+const fastLeak: Scenario = {
+  id: 'fast-leak',
+  title: '1. Fast leak: RSS grows ~100 MB/s past a 200 MiB limit',
+  expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
+  goal: 'over-limit time ≤ 0.5 s and peak ≤ limit + 64 MB',
+  goalMet: (results) =>
+    allCaughtWithin(results, 500) && median(results.map((result) => result.peakBytes ?? Infinity)) <= leakLimit + 64 * 1000 * 1000,
+  async trial(driver, options) {
+    const run = await runUntilDeath(
+      driver,
+      options,
+      this.id,
+      (logFile) => ({ name: 'fastleak', argv: node('fast-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
+      async (logFile) => {
+        const start = await waitForEntry(logFile, (entry) => entry.event === 'start', 15_000);
+        return { ...start, victimPid: start.pid };
+      },
+    );
+    const entries = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid);
+    const crossing = entries.find((entry) => (entry.rss ?? 0) > leakLimit);
+    const peakBytes = Math.max(0, ...entries.map((entry) => entry.rss ?? 0));
+    const caught = run.diedAt !== undefined && crossing !== undefined;
+    return { caught, latencyMs: caught ? run.diedAt! - crossing!.t : undefined, peakBytes, windowMs: run.windowMs };
+  },
+};
+
+const grandchildLeak: Scenario = {
+  id: 'grandchild-leak',
+  title: '2. Slow leak in a grandchild (~20 MB/s), 200 MiB limit on the job',
+  expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
+  goal: 'caught within 1 s of the tree crossing the limit',
+  goalMet: (results) => allCaughtWithin(results, 1000),
+  async trial(driver, options) {
+    // The grandchild needs ~8 s to push the tree past the limit; the window starts after that.
+    const run = await runUntilDeath(
+      driver,
+      options,
+      this.id,
+      (logFile) => ({ name: 'gcleak', argv: node('grandchild-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
+      async (logFile) => {
+        const start = await waitForEntry(logFile, (entry) => entry.event === 'start' && typeof entry.child === 'number', 15_000);
+        return { ...start, victimPid: start.child! };
+      },
+      12_000,
+    );
+    const entries = readStateLog(run.logFile);
+    let parentRss = 0;
+    let crossing: StateEntry | undefined;
+    for (const entry of entries) {
+      if (entry.event === 'rss' || entry.event === 'start') parentRss = entry.rss ?? parentRss;
+      if (entry.event === 'grandchild-rss' && entry.pid === run.victimPid && (entry.rss ?? 0) + parentRss > leakLimit) {
+        crossing = entry;
+        break;
+      }
+    }
+    const peakBytes = Math.max(0, ...entries.filter((entry) => entry.pid === run.victimPid).map((entry) => entry.rss ?? 0));
+    const caught = run.diedAt !== undefined && crossing !== undefined;
+    return { caught, latencyMs: caught ? Math.max(0, run.diedAt! - crossing!.t) : undefined, peakBytes, windowMs: run.windowMs };
+  },
+};
+
+const swapLimit = 64 * MiB;
+
+const swapThrash: Scenario = {
+  id: 'swap-thrash',
+  title: '3. Swap thrash: pages pushed to swap (madvise MADV_PAGEOUT), RSS stays low; 64 MiB swap limit',
+  expressible: { duckvisor: true, pm2: 'no swap limit (RSS of the main pid only)', 'supervisord+memmon': 'no swap limit (memmon reads ps RSS)' },
+  goal: 'caught within 1 s of crossing the swap limit',
+  goalMet: (results) => allCaughtWithin(results, 1000),
+  async trial(driver, options) {
+    const run = await runUntilDeath(
+      driver,
+      options,
+      this.id,
+      (logFile) => ({ name: 'swapthrash', argv: ['python3', path.join(workloadsDir, 'swap-thrash.py')], env: { BENCH_STATE_LOG: logFile, BENCH_SWAP_MB: '400' }, swapLimit, heartbeat: 'none' }),
+      async (logFile) => {
+        const start = await waitForEntry(logFile, (entry) => entry.event === 'start', 15_000);
+        return { ...start, victimPid: start.pid };
+      },
+    );
+    const entries = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid);
+    const crossing = entries.find((entry) => (entry.swap ?? 0) > swapLimit);
+    const peakBytes = Math.max(0, ...entries.map((entry) => entry.swap ?? 0));
+    const caught = run.diedAt !== undefined && crossing !== undefined;
+    return { caught, latencyMs: caught ? run.diedAt! - crossing!.t : undefined, peakBytes, windowMs: run.windowMs };
+  },
+};
+
+const stallTimeout = 3000;
+
+const hang: Scenario = {
+  id: 'hang',
+  title: `4. Hang: progress lines stop, the process stays alive (stall_timeout ${stallTimeout / 1000} s)`,
+  expressible: { duckvisor: true, pm2: 'no progress or stall detection', 'supervisord+memmon': 'no progress or stall detection' },
+  goal: `caught within stall_timeout + 1 s (${(stallTimeout + 1000) / 1000} s after the last progress)`,
+  goalMet: (results) => allCaughtWithin(results, stallTimeout + 1000),
+  async trial(driver, options) {
+    const run = await runUntilDeath(
+      driver,
+      options,
+      this.id,
+      (logFile) => ({ name: 'hang', argv: node('hang.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, stallTimeout, heartbeat: 'stdout' }),
+      async (logFile) => {
+        const hung = await waitForEntry(logFile, (entry) => entry.event === 'hang', 15_000);
+        return { ...hung, victimPid: hung.pid };
+      },
+      stallTimeout,
+    );
+    const entries = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid);
+    const lastProgress = [...entries].reverse().find((entry) => entry.event === 'progress') ?? entries.find((entry) => entry.event === 'hang');
+    const caught = run.diedAt !== undefined;
+    return { caught, latencyMs: caught && lastProgress ? run.diedAt! - lastProgress.t : undefined, windowMs: run.windowMs };
+  },
+};
+
+const heartbeatTimeout = 3000;
+
+const blockedLoop: Scenario = {
+  id: 'blocked-loop',
+  title: `5. Silent death of IPC: the event loop blocks (heartbeat_timeout ${heartbeatTimeout / 1000} s)`,
+  expressible: { duckvisor: true, pm2: 'no liveness heartbeat', 'supervisord+memmon': 'no liveness heartbeat' },
+  goal: `caught within heartbeat_timeout + 1 s (${(heartbeatTimeout + 1000) / 1000} s after the loop blocks)`,
+  goalMet: (results) => allCaughtWithin(results, heartbeatTimeout + 1000),
+  async trial(driver, options) {
+    const run = await runUntilDeath(
+      driver,
+      options,
+      this.id,
+      (logFile) => ({ name: 'blocked', argv: node('blocked-loop.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, heartbeatTimeout, heartbeat: 'ipc' }),
+      async (logFile) => {
+        const blocked = await waitForEntry(logFile, (entry) => entry.event === 'blocked', 15_000);
+        return { ...blocked, victimPid: blocked.pid };
+      },
+      heartbeatTimeout,
+    );
+    const blocked = readStateLog(run.logFile).find((entry) => entry.event === 'blocked');
+    const caught = run.diedAt !== undefined;
+    return { caught, latencyMs: caught && blocked ? run.diedAt! - blocked.t : undefined, windowMs: run.windowMs };
+  },
+};
+
+const stubbornTree: Scenario = {
+  id: 'stubborn-tree',
+  title: '6. Operator stop of a job that ignores SIGTERM and has a grandchild that escaped via setsid',
+  expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
+  goal: 'zero survivors; full death within stop_grace (10 s) + 1 s',
+  goalMet: (results) => results.length > 0 && results.every((result) => result.caught && result.survivors === 0) && median(latencies(results)) <= 11_000,
+  async trial(driver, options) {
+    const dir = trialDir(options, this.id, driver);
+    const logFile = path.join(dir, 'state.log');
+    await driver.start([{ name: 'stubborn', argv: node('stubborn-tree.mjs'), env: { BENCH_STATE_LOG: logFile }, heartbeat: 'none' }], dir);
+    const windowMs = 20_000;
+    let pids: number[] = [];
+    try {
+      const children = await waitForEntry(logFile, (entry) => entry.event === 'children', 15_000);
+      pids = [children.pid, ...(children.pids ?? [])];
+      const stoppedAt = Date.now();
+      const stopping = driver.stop('stubborn');
+      const diedAt = await waitForDeath(pids, windowMs);
+      await stopping;
+      const survivors = pids.filter(isAlive).length;
+      return { caught: diedAt !== undefined, latencyMs: diedAt !== undefined ? diedAt - stoppedAt : undefined, survivors, windowMs };
+    } finally {
+      killQuietly(pids.filter(isAlive));
+      await driver.shutdown();
+    }
+  },
+};
+
+const overhead: Scenario = {
+  id: 'overhead',
+  title: '7. Overhead: idle children supervised (supervisor CPU, % of one core, and RSS)',
+  expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
+  goal: '≤ 1% of one core for 50 children at the default sampling interval, and below PM2',
+  goalMet: (results) => results.length > 0 && median(results.map((result) => result.cpuPercent ?? Infinity)) <= 1,
+  async trial(driver, options) {
+    const children = options.quick ? 10 : 50;
+    const durationMs = options.quick ? 10_000 : 60_000;
+    const dir = trialDir(options, this.id, driver);
+    const workloads: Workload[] = Array.from({ length: children }, (_, index) => ({
+      name: `idle${String(index).padStart(2, '0')}`,
+      argv: node('idle.mjs'),
+      env: {},
+      rssLimit: 512 * MiB,
+      heartbeat: 'none' as const,
+    }));
+    await driver.start(workloads, dir);
+    try {
+      await sleep(options.quick ? 3000 : 8000);
+      const supervisor = driver.supervisorPids();
+      const cpuAt = () => supervisor.reduce((sum, pid) => sum + (readProcStat(pid)?.cpuSeconds ?? 0), 0);
+      const before = cpuAt();
+      const startedAt = Date.now();
+      await sleep(durationMs);
+      const cpuSeconds = cpuAt() - before;
+      const elapsed = (Date.now() - startedAt) / 1000;
+      const supervisorRss = supervisor.reduce((sum, pid) => sum + readRss(pid), 0);
+      return { caught: supervisor.length > 0, cpuPercent: (cpuSeconds / elapsed) * 100, supervisorRss, windowMs: durationMs };
+    } finally {
+      await driver.shutdown();
+    }
+  },
+};
+
+export const scenarios: Scenario[] = [fastLeak, grandchildLeak, swapThrash, hang, blockedLoop, stubbornTree, overhead];
