@@ -58,6 +58,11 @@ export interface ExtractorContext<Options = Record<string, unknown>> {
   unit(key: string, work: () => Promise<void>): Promise<boolean>;
   /** True when `key` was committed by this or an earlier attempt. */
   isDone(key: string): boolean;
+  /**
+   * Declares a view the publisher (re)creates in the warehouse right after this job's tables, in the
+   * same transaction, e.g. ctx.view('run_summary', 'SELECT ... FROM runs JOIN ...'). Names are plain identifiers.
+   */
+  view(name: string, sql: string): void;
   /** Records a unit skipped as bad input (listed in the run's result; see `on_bad_run`). */
   skip(key: string, error: string): void;
   expect(expectation: Expectation): void;

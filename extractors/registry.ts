@@ -1,0 +1,12 @@
+// Built-in extractors by name. Adding one is one line: '<name>': './builtin/<file>.js' (the path of
+// the compiled module, relative to this file in dist/extractors/). The module must default-export
+// an Extractor made with defineExtractor() from extractors/sdk/index.ts.
+export const builtinExtractors: Readonly<Record<string, string>> = {
+  // 'mlflow-runs': './builtin/mlflow-runs.js',
+};
+
+// Why: run-extractor accepts either a built-in name or a module path; this answers "is it built in?".
+export function builtinModuleUrl(name: string): URL | undefined {
+  const relative = Object.hasOwn(builtinExtractors, name) ? builtinExtractors[name] : undefined;
+  return relative === undefined ? undefined : new URL(relative, import.meta.url);
+}

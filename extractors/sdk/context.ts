@@ -1,0 +1,209 @@
+// The staging session (one DuckDB connection to the run's staging file, every statement serialized)
+// and the ExtractorContext built on it. Extractors only ever see the ExtractorContext interface.
+import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import type { Columns, Expectation, ExtractorContext, ExtractorLog, TableWriter } from './api.js';
+import type { Channel } from './channel.js';
+import { activeUnitKey, UnitLedger, type UnitStaging } from './checkpoint.js';
+import { checkIdentifier, StagingTable } from './table.js';
+import { checkExpectation } from './validate.js';
+
+/** Views the publisher recreates in the warehouse after replacing the tables. */
+export const VIEWS_TABLE = '_duckvisor_views';
+const VIEWS_DDL = `CREATE TABLE IF NOT EXISTS ${VIEWS_TABLE} (name VARCHAR PRIMARY KEY, sql VARCHAR NOT NULL)`;
+
+// Why: one owner for the staging connection, so statements never interleave and close is complete.
+export class StagingSession implements UnitStaging {
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly tables = new Map<string, StagingTable>();
+  private pendingDeclarations: Promise<unknown>[] = [];
+
+  private constructor(
+    readonly path: string,
+    private readonly instance: DuckDBInstance,
+    readonly connection: DuckDBConnection,
+    private readonly monitor: DuckDBConnection,
+  ) {}
+
+  /** Opens (or creates) the staging file; DuckDB replays a WAL left by a killed attempt here. */
+  static async open(path: string, settings: Record<string, string>): Promise<StagingSession> {
+    let instance: DuckDBInstance;
+    try {
+      instance = await DuckDBInstance.create(path, settings);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(
+        `cannot open the staging database ${path}: ${reason}. If its .wal was damaged by a crash, move ${path}.wal aside ` +
+          `(the units committed after the last checkpoint are lost and will be re-extracted), or delete the staging file to start over`,
+      );
+    }
+    const connection = await instance.connect();
+    const monitor = await instance.connect();
+    const session = new StagingSession(path, instance, connection, monitor);
+    await session.sql(VIEWS_DDL);
+    return session;
+  }
+
+  sql(text: string, params?: DuckDBValue[]): Promise<void> {
+    const result = this.queue.then(async () => {
+      await this.connection.run(text, params);
+    });
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  writers(): readonly StagingTable[] {
+    return [...this.tables.values()];
+  }
+
+  /** Registers a table; its DDL and Appender creation are queued (rows appended meanwhile wait in JS). */
+  declare(table: StagingTable): void {
+    if (this.tables.has(table.name)) throw new Error(`table '${table.name}' is declared twice; call ctx.table() once per table`);
+    this.tables.set(table.name, table);
+    const ready = this.sql(table.createStatement()).then(() => table.open(this.connection));
+    ready.catch(() => undefined);
+    this.pendingDeclarations.push(
+      ready.catch((error: unknown) => {
+        throw new Error(`table '${table.name}': cannot create it in staging: ${error instanceof Error ? error.message : String(error)}`);
+      }),
+    );
+  }
+
+  /** Records a view for the publisher to create in the warehouse. */
+  declareView(name: string, sql: string): void {
+    const saved = this.sql(`INSERT OR REPLACE INTO ${VIEWS_TABLE} VALUES ($1, $2)`, [name, sql]);
+    saved.catch(() => undefined);
+    this.pendingDeclarations.push(
+      saved.catch((error: unknown) => {
+        throw new Error(`view '${name}': cannot record it: ${error instanceof Error ? error.message : String(error)}`);
+      }),
+    );
+  }
+
+  async declarationsSettled(): Promise<void> {
+    const pending = this.pendingDeclarations;
+    await Promise.all(pending);
+  }
+
+  /** Commits rows appended outside units (auto-commit). */
+  async flushOutsideUnits(): Promise<void> {
+    await this.declarationsSettled();
+    for (const table of this.tables.values()) table.flush();
+  }
+
+  /** Output tables in staging (all attempts), with their row counts; SDK tables excluded. */
+  async tableRowCounts(): Promise<Record<string, number>> {
+    const names = await this.connection.runAndReadAll(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_duckvisor\\_%' ESCAPE '\\' ORDER BY table_name`,
+    );
+    const counts: Record<string, number> = {};
+    for (const [name] of names.getRows()) {
+      const reader = await this.connection.runAndReadAll(`SELECT count(*) FROM "${String(name)}"`);
+      counts[String(name)] = Number(reader.getRows()[0]?.[0] ?? 0);
+    }
+    return counts;
+  }
+
+  /** Bytes DuckDB holds, for the memory self-check (a separate connection, so it never waits on a unit). */
+  async duckdbMemoryBytes(): Promise<number> {
+    const reader = await this.monitor.runAndReadAll('SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()');
+    return Number(reader.getRows()[0]?.[0] ?? 0);
+  }
+
+  /** Flushes and closes every writer, checkpoints (merging the WAL into the file), and releases the file lock. */
+  async close(options: { checkpoint: boolean }): Promise<void> {
+    await this.queue;
+    for (const table of this.tables.values()) {
+      if (options.checkpoint) table.close();
+      else table.abandon();
+    }
+    if (options.checkpoint) await this.connection.run('CHECKPOINT');
+    this.monitor.closeSync();
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+export interface RunMeta {
+  extractor: string;
+  runId: string;
+  job: string;
+  attempt: number;
+  warehouse: string | undefined;
+  batchRows: number;
+}
+
+/** What the runner needs back from the context after the extractor returned. */
+export interface ContextState {
+  readonly expectation: Expectation | undefined;
+  readonly skipped: { key: string; error: string }[];
+  readonly ledger: UnitLedger;
+}
+
+// Why: assembles the ExtractorContext surface (api.ts) from the session, the ledger and the channel.
+export function createContext<Options>(
+  options: Options,
+  meta: RunMeta,
+  session: StagingSession,
+  ledger: UnitLedger,
+  channel: Channel,
+): { context: ExtractorContext<Options>; state: ContextState } {
+  const state: { expectation: Expectation | undefined; skipped: { key: string; error: string }[]; ledger: UnitLedger } = {
+    expectation: undefined,
+    skipped: [],
+    ledger,
+  };
+  let lastDone = -Infinity;
+  const log: ExtractorLog = {
+    debug: (msg) => channel.log('debug', msg),
+    info: (msg) => channel.log('info', msg),
+    warn: (msg) => channel.log('warn', msg),
+    error: (msg) => channel.log('error', msg),
+  };
+  const rowsAppended = (): number => session.writers().reduce((sum, table) => sum + table.rowsAppended, 0);
+
+  const context: ExtractorContext<Options> = {
+    options,
+    runId: meta.runId,
+    job: meta.job,
+    attempt: meta.attempt,
+    warehouse: meta.warehouse,
+    log,
+    progress(done, total, unit) {
+      if (typeof done !== 'number' || !Number.isFinite(done) || done < 0) {
+        throw new TypeError(`ctx.progress(done, total, unit): done must be a non-negative number (got ${JSON.stringify(done)})`);
+      }
+      if (done < lastDone) {
+        throw new RangeError(`ctx.progress(): done went backwards from ${lastDone} to ${done}; it must not decrease`);
+      }
+      lastDone = done;
+      channel.progress(done, total, unit || 'items', rowsAppended());
+    },
+    table(name: string, columns: Columns): TableWriter {
+      const unit = activeUnitKey();
+      if (unit !== undefined) {
+        throw new Error(`ctx.table('${name}') was called inside ctx.unit('${unit}'): declare tables before the units that write them`);
+      }
+      const table = new StagingTable(name, columns, meta.batchRows);
+      session.declare(table);
+      return table;
+    },
+    view(name: string, sql: string): void {
+      checkIdentifier('view', name);
+      if (typeof sql !== 'string' || sql.trim() === '') throw new TypeError(`ctx.view('${name}', sql): sql must be a non-empty SELECT statement`);
+      session.declareView(name, sql);
+    },
+    unit: (key, work) => ledger.run(key, work),
+    isDone: (key) => ledger.isDone(key),
+    skip(key, error) {
+      state.skipped.push({ key: String(key).slice(0, 1000), error: String(error).slice(0, 4000) });
+      channel.log('warn', `skipped unit ${key}: ${error}`);
+    },
+    expect(expectation) {
+      state.expectation = checkExpectation(expectation);
+    },
+    get stopRequested() {
+      return channel.stopRequested;
+    },
+  };
+  return { context, state };
+}

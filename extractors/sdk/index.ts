@@ -1,0 +1,189 @@
+// The extractor SDK's entry points: defineExtractor() (what an extractor module default-exports)
+// and runExtractor() (what the child process runs: environment → staging → main → validate → ready).
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { ZodType } from 'zod';
+import type { ExtractorMain } from './api.js';
+import { openChannel, type Channel } from './channel.js';
+import { UnitLedger } from './checkpoint.js';
+import { createContext, StagingSession } from './context.js';
+import { duckdbSettings, parseRssLimit, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
+import { childEnv } from './protocol.js';
+import { parseBatchRows } from './table.js';
+import { validate, validationFailureMessage } from './validate.js';
+
+export type * from './api.js';
+
+const extractorBrand = Symbol.for('duckvisor.extractor');
+
+/** What an extractor module default-exports. */
+export interface Extractor<Options = Record<string, unknown>> {
+  readonly name: string;
+  readonly main: ExtractorMain<Options>;
+  readonly optionsSchema: ZodType<Options> | undefined;
+}
+
+/** Exit codes of an extractor child. `stopped`: the supervisor asked for a stop; committed units are kept for a resume. */
+export const exitCodes = { ok: 0, failed: 1, stopped: 3 } as const;
+
+/** Default heartbeat_timeout when the extractor runs by hand. */
+const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
+
+// Why: extractor modules declare themselves with this, so the runner can find and check them.
+export function defineExtractor<Options = Record<string, unknown>>(
+  name: string,
+  main: ExtractorMain<Options>,
+  opts?: { optionsSchema?: ZodType<Options> },
+): Extractor<Options> {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/.test(name)) {
+    throw new TypeError(`defineExtractor(name, main): name must be 1-200 letters, digits, '_', '.' or '-' (got ${JSON.stringify(name)})`);
+  }
+  if (typeof main !== 'function') throw new TypeError(`defineExtractor('${name}', main): main must be an async function (ctx) => {...}`);
+  const extractor = { name, main, optionsSchema: opts?.optionsSchema };
+  Object.defineProperty(extractor, extractorBrand, { value: true });
+  return Object.freeze(extractor);
+}
+
+// Why: a user module's default export is checked before anything is run, with an error that says what is wrong.
+export function isExtractor(value: unknown): value is Extractor<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    ((value as Record<symbol, unknown>)[extractorBrand] === true ||
+      (typeof (value as { name?: unknown }).name === 'string' && typeof (value as { main?: unknown }).main === 'function'))
+  );
+}
+
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+function readOptions(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const raw = env[childEnv.options];
+  if (raw === undefined || raw.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (error) {
+    throw new UsageError(`${childEnv.options} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`${childEnv.options} must be a JSON object of the job's options (got ${Array.isArray(parsed) ? 'an array' : typeof parsed})`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function parseOptions<Options>(extractor: Extractor<Options>, raw: Record<string, unknown>): Options {
+  if (extractor.optionsSchema === undefined) return raw as Options;
+  const result = extractor.optionsSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((issue) => `options.${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  throw new UsageError(`invalid options for extractor '${extractor.name}':\n  - ${issues.join('\n  - ')}`);
+}
+
+function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new UsageError(`${name} must be a positive number (got ${JSON.stringify(raw)})`);
+  return value;
+}
+
+function stagingPath(extractor: Extractor<unknown>, env: NodeJS.ProcessEnv, channel: Channel): string {
+  const configured = env[childEnv.staging];
+  if (configured !== undefined && configured !== '') return path.resolve(configured);
+  const fallback = path.resolve(`${extractor.name}.staging.duckdb`);
+  channel.log('info', `${childEnv.staging} is not set; writing staging to ${fallback}`);
+  return fallback;
+}
+
+async function execute<Options>(extractor: Extractor<Options>, channel: Channel, env: NodeJS.ProcessEnv): Promise<number> {
+  const rawOptions = readOptions(env);
+  const options = parseOptions(extractor, rawOptions);
+  const batchRows = parseBatchRows(rawOptions['batch_rows']);
+  const rssLimitBytes = parseRssLimit(env[childEnv.rssLimit]);
+  const file = stagingPath(extractor as Extractor<unknown>, env, channel);
+  mkdirSync(path.dirname(file), { recursive: true });
+  const settings = duckdbSettings({ rssLimitBytes, threads: rawOptions['threads'] as number | undefined, databasePath: file });
+
+  const session = await StagingSession.open(file, settings);
+  let fail!: (error: Error) => void;
+  const fatal = new Promise<never>((_, reject) => {
+    fail = reject;
+  });
+  fatal.catch(() => undefined);
+  let selfCheck: MemorySelfCheck | undefined;
+  let closed = false;
+  try {
+    const ledger = await UnitLedger.open(session);
+    if (ledger.committedUnits > 0) channel.log('info', `resuming: ${ledger.committedUnits} units were committed by earlier attempts and will be skipped`);
+    if (rssLimitBytes !== undefined) {
+      selfCheck = startMemorySelfCheck({ rssLimitBytes, duckdbMemory: () => session.duckdbMemoryBytes(), onExceeded: fail });
+      await Promise.race([selfCheck.checkNow(), fatal]);
+    }
+    const meta = {
+      extractor: extractor.name,
+      runId: env[childEnv.runId] ?? 'manual',
+      job: env[childEnv.job] ?? extractor.name,
+      attempt: Number(env[childEnv.attempt] ?? 1) || 1,
+      warehouse: env[childEnv.warehouse] || undefined,
+      batchRows,
+    };
+    const { context, state } = createContext(options, meta, session, ledger, channel);
+    await Promise.race([extractor.main(context), fatal]);
+    await Promise.race([session.flushOutsideUnits(), fatal]);
+    selfCheck?.stop();
+
+    if (channel.stopRequested) {
+      await session.close({ checkpoint: true });
+      closed = true;
+      channel.log('warn', `stopped on request (${channel.stopReason}) after ${ledger.committedUnits} committed units; staging kept for a resume, not ready`);
+      return exitCodes.stopped;
+    }
+    const tableRows = await session.tableRowCounts();
+    const report = validate(state.expectation, { units: ledger.committedUnits, skipped: state.skipped.length, tableRows });
+    await session.close({ checkpoint: true });
+    closed = true;
+    if (!report.ok) throw new Error(validationFailureMessage(report));
+    await channel.ready({
+      tables: Object.keys(tableRows),
+      rows: Object.values(tableRows).reduce((sum, rows) => sum + rows, 0),
+      validation: report,
+      ...(state.skipped.length > 0 ? { skipped: state.skipped } : {}),
+    });
+    return exitCodes.ok;
+  } finally {
+    selfCheck?.stop();
+    if (!closed) {
+      // A failure: whatever was committed stays; the close releases the file lock for the retry.
+      await session.close({ checkpoint: false }).catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * Runs an extractor as the current process (the child side of duckvisor): reads the DUCKVISOR_*
+ * environment, says hello, runs `main`, validates, sends `ready`, and exits with exitCodes.
+ */
+export async function runExtractor<Options>(extractor: Extractor<Options>, env: NodeJS.ProcessEnv = process.env): Promise<never> {
+  let channel: Channel;
+  try {
+    channel = openChannel({ heartbeatTimeoutMs: positiveNumber(env, childEnv.heartbeatTimeout, DEFAULT_HEARTBEAT_TIMEOUT_MS) });
+  } catch (error) {
+    process.stderr.write(`extractor '${extractor.name}' failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(exitCodes.failed);
+  }
+  channel.hello(extractor.name);
+  let code: number;
+  try {
+    code = await execute(extractor, channel, env);
+  } catch (error) {
+    const message = error instanceof UsageError || !(error instanceof Error) ? String(error instanceof Error ? error.message : error) : error.stack ?? error.message;
+    process.stderr.write(`extractor '${extractor.name}' failed: ${message}\n`);
+    channel.log('error', `extractor '${extractor.name}' failed: ${error instanceof Error ? error.message : String(error)}`);
+    code = exitCodes.failed;
+  }
+  await channel.drain();
+  channel.close();
+  process.exit(code);
+}

@@ -1,0 +1,126 @@
+// DuckDB settings derived from the job's limits, and the extractor's own memory self-check.
+// DuckDB's default memory_limit is ~80% of the machine's RAM, far above any job's RSS limit, so
+// left alone it would drive the child straight into the supervisor's kill. We give DuckDB about
+// half of the job's RSS limit (the rest is for Node's heap and buffers) and spill to a temp
+// directory next to the staging file.
+import path from 'node:path';
+import { formatBytes } from '../../supervisor/units.js';
+
+/** Share of the job's RSS limit given to DuckDB's buffer manager. */
+export const DUCKDB_MEMORY_SHARE = 0.5;
+/** Share of the job's RSS limit at which the extractor fails itself, before the supervisor kills it. */
+export const SELF_CHECK_SHARE = 0.9;
+/** Default DuckDB worker threads per extractor: the machine is shared with other jobs. */
+export const DEFAULT_THREADS = 2;
+/** DuckDB needs a few tens of MB to work at all; a lower memory_limit only produces confusing errors. */
+const MIN_DUCKDB_MEMORY_BYTES = 32 * 1024 * 1024;
+
+export interface DuckDBLimitsInput {
+  /** The job's tree RSS limit in bytes; undefined = unlimited. */
+  rssLimitBytes: number | undefined;
+  /** Requested DuckDB threads (job option `threads`); default DEFAULT_THREADS. */
+  threads?: number | undefined;
+  /** Path of the database file; the temp directory goes next to it. */
+  databasePath: string;
+}
+
+// Why: one place decides DuckDB's memory_limit/threads/temp_directory for every SDK process (extractor and publisher).
+export function duckdbSettings(input: DuckDBLimitsInput): Record<string, string> {
+  const threads = input.threads ?? DEFAULT_THREADS;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new Error(`option 'threads' must be an integer between 1 and 256 (got ${JSON.stringify(input.threads)})`);
+  }
+  const settings: Record<string, string> = {
+    threads: String(threads),
+    temp_directory: temporaryDirectoryFor(input.databasePath),
+  };
+  if (input.rssLimitBytes !== undefined) {
+    const bytes = Math.max(MIN_DUCKDB_MEMORY_BYTES, Math.floor(input.rssLimitBytes * DUCKDB_MEMORY_SHARE));
+    settings['memory_limit'] = `${Math.floor(bytes / 1024)}KiB`;
+  }
+  return settings;
+}
+
+// Why: the publisher removes the spill directory together with the staging file it belongs to.
+export function temporaryDirectoryFor(databasePath: string): string {
+  return path.join(path.dirname(databasePath), `${path.basename(databasePath)}.tmp`);
+}
+
+// Why: parse DUCKVISOR_RSS_LIMIT_BYTES once, with an error that names the variable.
+export function parseRssLimit(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`DUCKVISOR_RSS_LIMIT_BYTES must be a positive number of bytes (got ${JSON.stringify(raw)})`);
+  }
+  return Math.floor(value);
+}
+
+export interface MemoryReading {
+  rss: number;
+  duckdb: number;
+}
+
+// Why: the message the operator sees when the extractor stops itself; it says what to change.
+export function memoryExceededMessage(reading: MemoryReading, rssLimitBytes: number): string {
+  const used = memoryInUse(reading);
+  return (
+    `extractor memory ${formatBytes(used)} exceeds ${Math.round(SELF_CHECK_SHARE * 100)}% of the job's rss limit ` +
+    `${formatBytes(rssLimitBytes)} (process rss ${formatBytes(reading.rss)}, of which DuckDB reports ${formatBytes(reading.duckdb)}); ` +
+    `lower batch_rows or raise limits.rss`
+  );
+}
+
+/**
+ * DuckDB's buffer pool lives inside this process, so RSS already contains it; adding the two would count
+ * it twice. DuckDB's figure matters when it has reserved memory that is not resident yet, so take the
+ * larger of RSS and (JS heap + native buffers + DuckDB).
+ */
+export function memoryInUse(reading: MemoryReading, heapAndExternal = 0): number {
+  return Math.max(reading.rss, heapAndExternal + reading.duckdb);
+}
+
+export interface MemorySelfCheck {
+  stop(): void;
+  /** Runs one check now (also run every interval). */
+  checkNow(): Promise<void>;
+}
+
+export interface MemorySelfCheckInput {
+  rssLimitBytes: number;
+  /** Bytes DuckDB says it holds (e.g. sum of duckdb_memory()); may reject, then 0 is used. */
+  duckdbMemory: () => Promise<number>;
+  /** Called once, with the error to fail the run with. */
+  onExceeded: (error: Error) => void;
+  intervalMs?: number;
+}
+
+// Why: fail fast with a message that names the fix, before the supervisor has to SIGKILL the tree.
+export function startMemorySelfCheck(input: MemorySelfCheckInput): MemorySelfCheck {
+  const threshold = input.rssLimitBytes * SELF_CHECK_SHARE;
+  let fired = false;
+  let running = false;
+  const checkNow = async (): Promise<void> => {
+    if (fired || running) return;
+    running = true;
+    try {
+      let duckdb = 0;
+      try {
+        duckdb = await input.duckdbMemory();
+      } catch {
+        duckdb = 0;
+      }
+      const usage = process.memoryUsage();
+      const reading = { rss: usage.rss, duckdb };
+      if (!fired && memoryInUse(reading, usage.heapUsed + usage.external) > threshold) {
+        fired = true;
+        input.onExceeded(new Error(memoryExceededMessage(reading, input.rssLimitBytes)));
+      }
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void checkNow(), input.intervalMs ?? 1000);
+  timer.unref();
+  return { stop: () => clearInterval(timer), checkNow };
+}
