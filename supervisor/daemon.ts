@@ -36,6 +36,8 @@ export interface DaemonOptions {
   /** The process layer; replaceable for tests of the lifecycle alone. */
   startRun?: (spec: RunSpec, observer: RunObserver) => RunHandle;
   env?: NodeJS.ProcessEnv;
+  /** Receives a one-line summary whenever a run changes state (for systemd STATUS=). */
+  onStatus?: (line: string) => void;
 }
 
 interface LiveRun {
@@ -86,6 +88,7 @@ export class Daemon implements ControlTarget {
   private onceJobs = new Set<string>();
   private resolveFinished!: (summary: OnceSummary) => void;
   private shutdownPromise: Promise<void> | null = null;
+  private readonly onStatus: (line: string) => void;
 
   private constructor(options: DaemonOptions, lock: DaemonLock, history: History) {
     this.config = options.config;
@@ -93,6 +96,7 @@ export class Daemon implements ControlTarget {
     this.once = options.once ?? false;
     this.startRunImpl = options.startRun ?? realStartRun;
     this.env = options.env ?? process.env;
+    this.onStatus = options.onStatus ?? (() => {});
     this.lock = lock;
     this.history = history;
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
@@ -470,6 +474,7 @@ export class Daemon implements ControlTarget {
             return;
           }
           liveRun.phase = 'running';
+          this.emitStatus();
           this.history.updateRunWithEvent(runId, { state: 'running', pid, pid_start_time: startTime }, { runId, job, kind: 'state', message: `running (pid ${pid})` });
         }),
       sample: (sample) =>
@@ -697,7 +702,15 @@ export class Daemon implements ControlTarget {
     this.history.updateRunWithEvent(runId, ended, { runId, job: this.history.getRun(runId)?.job ?? null, kind: 'state', message, data: { state: update.state, reason: update.reason ?? null } });
     const row = this.history.getRun(runId)!;
     this.maybeRetry(row);
+    this.emitStatus();
     return this.history.getRun(runId)!;
+  }
+
+  private emitStatus(): void {
+    const live = [...this.live.values()];
+    const running = live.filter((run) => run.phase !== 'publishing').length;
+    const publishing = live.length - running;
+    this.onStatus(`${running} running, ${publishing} publishing, ${this.scheduler.pending().length} queued`);
   }
 
   private maybeRetry(row: RunRow): void {
