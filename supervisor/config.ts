@@ -384,7 +384,7 @@ function semanticProblems(raw: unknown, env: NodeJS.ProcessEnv, locator: Locator
 
   if (raw['state_dir'] === undefined && !firstDir(env['STATE_DIRECTORY'])) {
     problems.push(
-      locator.problem([], 'state_dir is missing', 'set state_dir to a directory for history, staging and logs (relative to the config file), or run under systemd with StateDirectory='),
+      locator.problem(['state_dir'], 'is missing', 'set state_dir to a directory for history, staging and logs (relative to the config file), or run under systemd with StateDirectory='),
     );
   }
 
