@@ -1,0 +1,106 @@
+// Rule `no-progress-in-loop` for TS/JS: a loop over an extraction source (MLflow, DB cursor, file
+// listing) must report progress inside it, or the supervisor cannot tell work from a stall.
+import ts from 'typescript';
+import type { RuleContext } from './ts_context.js';
+import { callName, descendants, isLoop, type LoopNode, loopBodyParts, loopIterable, type ScopeFacts, startsScope, stringsIn } from './ts_syntax.js';
+
+/** Facts about a whole file that the per-scope check needs. */
+export interface ProgressFacts {
+  /** Local functions/methods whose bodies report progress (calling them counts as progress). */
+  progressFunctions: ReadonlySet<string>;
+  /** Variables bound to a source call: `const runs = client.searchRuns(...)`. */
+  sourceVariables: ReadonlySet<string>;
+}
+
+function isSourceCall(context: RuleContext, node: ts.Node): node is ts.CallExpression {
+  if (!ts.isCallExpression(node)) return false;
+  const called = callName(node);
+  return called !== undefined && context.matchers.sources.matches(called.name, called.receiver);
+}
+
+function isProgressCall(context: RuleContext, node: ts.Node, progressFunctions: ReadonlySet<string>): boolean {
+  if (!ts.isCallExpression(node)) return false;
+  const called = callName(node);
+  if (called !== undefined && (context.matchers.progress.matches(called.name, called.receiver) || progressFunctions.has(called.name))) {
+    return true;
+  }
+  const markers = context.matchers.markers;
+  return node.arguments.some((argument) => stringsIn(argument).some((text) => markers.some((marker) => text.includes(marker))));
+}
+
+function containsProgress(context: RuleContext, root: ts.Node, progressFunctions: ReadonlySet<string>): boolean {
+  return descendants(root).some((node) => isProgressCall(context, node, progressFunctions));
+}
+
+function functionName(node: ts.Node): string | undefined {
+  if ((ts.isFunctionDeclaration(node) || ts.isMethodDeclaration(node)) && node.name !== undefined && ts.isIdentifier(node.name)) {
+    return node.name.text;
+  }
+  if ((ts.isArrowFunction(node) || ts.isFunctionExpression(node)) && ts.isVariableDeclaration(node.parent) && ts.isIdentifier(node.parent.name)) {
+    return node.parent.name.text;
+  }
+  return undefined;
+}
+
+/** Why: computed once per file — which local functions report progress, which variables hold sources. */
+export function collectProgressFacts(context: RuleContext): ProgressFacts {
+  const all = descendants(context.sourceFile);
+  const functions = all.filter((node) => ts.isFunctionLike(node) && functionName(node) !== undefined);
+  const progressFunctions = new Set<string>();
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const fn of functions) {
+      const name = functionName(fn)!;
+      if (!progressFunctions.has(name) && containsProgress(context, fn, progressFunctions)) {
+        progressFunctions.add(name);
+        changed = true;
+      }
+    }
+  }
+  const sourceVariables = new Set<string>();
+  for (const node of all) {
+    if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer !== undefined) {
+      if (descendants(node.initializer).some((inner) => isSourceCall(context, inner))) sourceVariables.add(node.name.text);
+    }
+  }
+  return { progressFunctions, sourceVariables };
+}
+
+function describeSource(context: RuleContext, loop: LoopNode, facts: ProgressFacts): string | undefined {
+  const iterable = loopIterable(loop);
+  if (iterable !== undefined) {
+    for (const node of descendants(iterable)) {
+      if (isSourceCall(context, node)) return `${context.text(node.expression)}(...)`;
+      if (ts.isIdentifier(node) && facts.sourceVariables.has(node.text)) return node.text;
+    }
+    return undefined;
+  }
+  // while/do/for(;;): a source call in the condition or directly in the body (not in nested loops)
+  const shallow: ts.Node[] = [];
+  const visit = (node: ts.Node): void => {
+    shallow.push(node);
+    ts.forEachChild(node, (child) => {
+      if (!isLoop(child) && !startsScope(child)) visit(child);
+    });
+  };
+  for (const part of loopBodyParts(loop)) visit(part);
+  if (ts.isForStatement(loop) && loop.initializer !== undefined) visit(loop.initializer);
+  const source = shallow.find((node) => isSourceCall(context, node));
+  return source === undefined ? undefined : `${context.text((source as ts.CallExpression).expression)}(...)`;
+}
+
+/** Why: a loop over a large source without progress is what ran 24 hours unnoticed. */
+export function checkProgress(context: RuleContext, scope: ScopeFacts, facts: ProgressFacts): void {
+  for (const loop of scope.loops) {
+    const source = describeSource(context, loop, facts);
+    if (source === undefined) continue;
+    if (containsProgress(context, loop, facts.progressFunctions)) continue;
+    const enclosing = scope.enclosing.get(loop) ?? [];
+    if (enclosing.some((outer) => loopBodyParts(outer).some((part) => containsProgress(context, part, facts.progressFunctions)))) continue;
+    context.report(
+      loop,
+      'no-progress-in-loop',
+      `loop over \`${source}\` reports no progress; call ctx.progress()/a heartbeat inside it so a stall is visible`,
+    );
+  }
+}
