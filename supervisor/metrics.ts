@@ -1,0 +1,111 @@
+// Prometheus metrics for the daemon (prom-client, on a private Registry so nothing else leaks in).
+//
+// How the daemon uses it (call sites):
+//   const metrics = new DaemonMetrics();                         // at start
+//   metrics.recordSample(job.name, sample, job.limits);          // RunObserver.sample, each sample of a live run
+//   metrics.recordRunEnd(job.name, outcome.state, outcome.reason); // each run end (also interrupted/skipped)
+//   metrics.clearJob(job.name);                                  // when the job's last live run ended, or the job was removed by reload
+//   metrics.setQueue(queue.length); metrics.setLive(live.size);  // whenever either changes
+//   metrics.recordSamplingLag(seconds);                          // sampler: how late a tick ran vs its schedule
+//   metrics.recordAlert(delivery.ok);                            // inside the AlertDispatcher `record` callback
+//   startHttpServer({ listen, token, handler }, metrics)          // serves metrics.metricsText() on /metrics
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Limits, Sample } from './types.js';
+
+export interface MetricsOptions {
+  /** Prefix of every series name. */
+  prefix?: string;
+  /** Also export the daemon's own process metrics (CPU, RSS, fds, event-loop lag, GC). */
+  processMetrics?: boolean;
+}
+
+/** Label value for a run that ended without a reason (e.g. succeeded). */
+export const noReason = 'none';
+
+/** Why: one object owning every series, so the daemon calls verbs and never touches prom-client directly. */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly #runs: Counter<'job' | 'state' | 'reason'>;
+  readonly #kills: Counter<'job' | 'reason'>;
+  readonly #rss: Gauge<'job'>;
+  readonly #swap: Gauge<'job'>;
+  readonly #rssLimit: Gauge<'job'>;
+  readonly #swapLimit: Gauge<'job'>;
+  readonly #queue: Gauge;
+  readonly #live: Gauge;
+  readonly #lag: Histogram;
+  readonly #alerts: Counter<'result'>;
+
+  constructor(options: MetricsOptions = {}) {
+    const prefix = options.prefix ?? 'duckvisor_';
+    const registers = [this.registry];
+    this.#runs = new Counter({ name: `${prefix}runs_total`, help: 'Runs that ended, by job, final state and reason.', labelNames: ['job', 'state', 'reason'], registers });
+    this.#kills = new Counter({ name: `${prefix}kills_total`, help: 'Runs killed by the supervisor, by job and kill reason.', labelNames: ['job', 'reason'], registers });
+    this.#rss = new Gauge({ name: `${prefix}job_rss_bytes`, help: 'RSS of the live run of a job, summed over its process tree.', labelNames: ['job'], registers });
+    this.#swap = new Gauge({ name: `${prefix}job_swap_bytes`, help: 'Swap of the live run of a job, summed over its process tree.', labelNames: ['job'], registers });
+    this.#rssLimit = new Gauge({ name: `${prefix}job_rss_limit_bytes`, help: 'The RSS limit of a job with a live run.', labelNames: ['job'], registers });
+    this.#swapLimit = new Gauge({ name: `${prefix}job_swap_limit_bytes`, help: 'The swap limit of a job with a live run.', labelNames: ['job'], registers });
+    this.#queue = new Gauge({ name: `${prefix}queue_length`, help: 'Runs waiting for a free slot.', registers });
+    this.#live = new Gauge({ name: `${prefix}live_runs`, help: 'Runs alive now (starting, running or publishing).', registers });
+    this.#lag = new Histogram({
+      name: `${prefix}sampling_lag_seconds`,
+      help: 'How late a sampling tick ran compared to its schedule.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.#alerts = new Counter({ name: `${prefix}alert_deliveries_total`, help: 'Alert delivery attempts, by result (ok, failed).', labelNames: ['result'], registers });
+    // Start both results at zero so rate() works before the first failure.
+    this.#alerts.inc({ result: 'ok' }, 0);
+    this.#alerts.inc({ result: 'failed' }, 0);
+    this.#queue.set(0);
+    this.#live.set(0);
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: `${prefix}daemon_` });
+  }
+
+  /** A run ended: counts it, and counts a kill when the supervisor killed it. */
+  recordRunEnd(job: string, state: string, reason: string | null): void {
+    this.#runs.inc({ job, state, reason: reason ?? noReason });
+    if (state === 'killed') this.#kills.inc({ job, reason: reason ?? noReason });
+  }
+
+  /** The latest sample of a job's live run, with the limits it is held to. */
+  recordSample(job: string, sample: Pick<Sample, 'rss' | 'swap'>, limits: Pick<Limits, 'rss' | 'swap'>): void {
+    this.#rss.set({ job }, sample.rss);
+    this.#swap.set({ job }, sample.swap);
+    if (limits.rss !== undefined) this.#rssLimit.set({ job }, limits.rss);
+    else this.#rssLimit.remove({ job });
+    if (limits.swap !== undefined) this.#swapLimit.set({ job }, limits.swap);
+    else this.#swapLimit.remove({ job });
+  }
+
+  /** Drops a job's live gauges (no live run any more, or the job was removed). Counters are kept. */
+  clearJob(job: string): void {
+    for (const gauge of [this.#rss, this.#swap, this.#rssLimit, this.#swapLimit]) gauge.remove({ job });
+  }
+
+  setQueue(length: number): void {
+    this.#queue.set(length);
+  }
+
+  setLive(count: number): void {
+    this.#live.set(count);
+  }
+
+  recordSamplingLag(seconds: number): void {
+    this.#lag.observe(Math.max(0, seconds));
+  }
+
+  recordAlert(ok: boolean): void {
+    this.#alerts.inc({ result: ok ? 'ok' : 'failed' });
+  }
+
+  /** The Prometheus text exposition of every series. */
+  metricsText(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Content-Type to serve metricsText() with. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
