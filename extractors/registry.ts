@@ -2,6 +2,7 @@
 // the compiled module, relative to this file in dist/extractors/). The module must default-export
 // an Extractor made with defineExtractor() from extractors/sdk/index.ts.
 export const builtinExtractors: Readonly<Record<string, string>> = {
+  rankings: './builtin/rankings.js',
   // 'mlflow-runs': './builtin/mlflow-runs.js',
 };
 
