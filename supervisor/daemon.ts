@@ -124,8 +124,9 @@ export class Daemon implements ControlTarget {
     try {
       history = History.open(path.join(config.state_dir, 'history.sqlite'));
       daemon = new Daemon(options, lock, history);
-      daemon.control = await listenControlSocket(config.control.socket, createControlHandler(daemon));
+      // Recover before listening: once the socket answers, no leftover of a crashed daemon is alive.
       await daemon.recover();
+      daemon.control = await listenControlSocket(config.control.socket, createControlHandler(daemon));
       daemon.history.addEvent({ kind: 'daemon', message: `duckvisord started (pid ${process.pid}, config ${config.file})` });
       if (daemon.once) {
         for (const job of config.jobs.values()) {
@@ -166,9 +167,10 @@ export class Daemon implements ControlTarget {
     for (const name of [...names].sort()) {
       const job = this.config.jobs.get(name) ?? [...this.live.values()].find((run) => run.job.name === name)!.job;
       const liveRun = [...this.live.values()].find((run) => run.job.name === name);
-      const row = liveRun ? this.history.getRun(liveRun.id) : latest.get(name);
       const queued = queuedByJob.get(name);
-      const shown = row && queued && row.id === queued.id ? row : row;
+      // Show the live run, else the latest run that actually ran; a waiting start/retry goes in `queued`.
+      let shown = liveRun ? this.history.getRun(liveRun.id) : latest.get(name);
+      if (!liveRun && shown?.state === 'queued') shown = this.history.listRuns({ job: name, limit: 20 }).find((r) => r.state !== 'queued') ?? shown;
       const { rate, eta } = liveRun ? this.rateAndEta(liveRun, now) : { rate: null, eta: null };
       jobs.push({
         job: name,
@@ -741,20 +743,21 @@ export class Daemon implements ControlTarget {
         continue;
       }
       let detail = `the daemon stopped while the run was ${row.state}`;
-      if (alive) {
-        const grace = job?.stop_grace ?? this.config.defaults.stop_grace;
-        const result = await killLeftoverRun(row.pid!, row.pid_start_time!, grace);
+      // Even when the leader is gone, group members and setsid'd descendants may live on.
+      const grace = job?.stop_grace ?? this.config.defaults.stop_grace;
+      const result = row.pid !== null ? await killLeftoverRun(row.pid, row.pid_start_time ?? '', grace, row.id) : { found: [], survivors: [] };
+      if (result.found.length > 0) {
         detail += `; killed its leftover processes (${result.found.join(', ')}) on restart`;
-        this.history.addEvent({
-          runId: row.id,
-          job: row.job,
-          kind: 'recovery',
-          message: `killed ${result.found.length} leftover process(es) of the crashed daemon's run${result.survivors.length ? `; SURVIVORS: ${result.survivors.join(', ')}` : ''}`,
-          data: { found: result.found, survivors: result.survivors },
-        });
       } else {
         detail += '; no process of it was left';
       }
+      this.history.addEvent({
+        runId: row.id,
+        job: row.job,
+        kind: 'recovery',
+        message: `${result.found.length} leftover process(es) of the crashed daemon's run killed${result.survivors.length ? `; SURVIVORS: ${result.survivors.join(', ')}` : ''}`,
+        data: { leader_alive: alive, found: result.found, survivors: result.survivors },
+      });
       this.log.warn(`recovered run ${row.id} of job ${row.job}: interrupted`, { detail });
       this.endRun(row.id, { state: 'interrupted', reason: 'daemon_crash', detail, status_note: null }, `interrupted: ${detail}`);
     }

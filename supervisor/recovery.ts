@@ -55,25 +55,37 @@ function allProcesses(): ProcStat[] {
   return list;
 }
 
+/** True when the process's environment carries `DUCKVISOR_RUN_ID=<runId>` (inherited by every descendant). */
+function carriesRunId(pid: number, runId: string): boolean {
+  try {
+    const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    return environ.includes(`\0DUCKVISOR_RUN_ID=${runId}\0`) || environ.startsWith(`DUCKVISOR_RUN_ID=${runId}\0`);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Every live process that belongs to a run whose leader was `pid` (started at `startTime`): the leader,
- * its process group, and the descendants of any of those via ppid links (which finds members that left
- * the group with setsid). Group members must have started no earlier than the leader, so a reused pgid
- * of an unrelated, older process group is not touched.
+ * its process group, processes whose environment carries the run's DUCKVISOR_RUN_ID (which finds a
+ * grandchild that left the group with setsid and was re-parented to init after its parent died), and
+ * the descendants of any of those via ppid links. Group members must have started no earlier than the
+ * leader, so a reused pgid of an unrelated, older process group is not touched.
  */
-export function runProcesses(pid: number, startTime: string): number[] {
-  const all = allProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X');
-  const leaderStart = BigInt(startTime || '0');
+export function runProcesses(pid: number, startTime: string, runId?: string): number[] {
+  const all = allProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X' && p.pid !== process.pid);
+  const leaderStart = safeBigInt(startTime);
   const members = new Set<number>();
   for (const p of all) {
     if (p.pid === pid && p.startTime === startTime) members.add(p.pid);
-    else if (p.pgrp === pid && p.pid !== process.pid && safeBigInt(p.startTime) >= leaderStart) members.add(p.pid);
+    else if (p.pgrp === pid && leaderStart >= 0n && safeBigInt(p.startTime) >= leaderStart) members.add(p.pid);
+    else if (runId !== undefined && carriesRunId(p.pid, runId)) members.add(p.pid);
   }
   let grew = true;
   while (grew) {
     grew = false;
     for (const p of all) {
-      if (!members.has(p.pid) && members.has(p.ppid) && p.pid !== process.pid) {
+      if (!members.has(p.pid) && members.has(p.ppid)) {
         members.add(p.pid);
         grew = true;
       }
@@ -105,9 +117,10 @@ export interface RecoveryKill {
   survivors: number[];
 }
 
-/** Kills what is left of a crashed daemon's run: SIGTERM to group and members, `graceMs`, then SIGKILL; confirmed from /proc. */
-export async function killLeftoverRun(pid: number, startTime: string, graceMs: number): Promise<RecoveryKill> {
-  const found = runProcesses(pid, startTime);
+/** Kills what is left of a crashed daemon's run (see runProcesses): SIGTERM to group and members, `graceMs`, then SIGKILL; confirmed from /proc. */
+export async function killLeftoverRun(pid: number, startTime: string, graceMs: number, runId?: string): Promise<RecoveryKill> {
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`refusing to kill process group ${pid}`);
+  const found = runProcesses(pid, startTime, runId);
   if (found.length === 0) return { found, survivors: [] };
   const starts = new Map(found.map((p) => [p, processStartTime(p)]));
   const alive = () => [...starts].filter(([p, st]) => isSameProcessAlive(p, st)).map(([p]) => p);
@@ -116,7 +129,7 @@ export async function killLeftoverRun(pid: number, startTime: string, graceMs: n
   const deadline = Date.now() + graceMs;
   while (alive().length > 0 && Date.now() < deadline) await sleep(50);
   // Descendants spawned during the grace period are caught too.
-  for (const p of runProcesses(pid, startTime)) if (!starts.has(p)) starts.set(p, processStartTime(p));
+  for (const p of runProcesses(pid, startTime, runId)) if (!starts.has(p)) starts.set(p, processStartTime(p));
   signal(-pid, 'SIGKILL');
   for (const p of alive()) signal(p, 'SIGKILL');
   const killDeadline = Date.now() + 5000;

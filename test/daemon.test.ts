@@ -1,0 +1,191 @@
+import test from 'ava';
+import Database from 'better-sqlite3';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isSameProcessAlive, processStartTime } from '../supervisor/recovery.js';
+import { ctlJson, fixture, killQuietly, spawnDaemon, startDaemon, waitFor, writeConfig } from './helpers/duckvisord.js';
+
+const node = (script: string, ...args: string[]) => `[node, ${JSON.stringify(fixture(script))}${args.map((a) => `, ${JSON.stringify(a)}`).join('')}]`;
+
+test('--once runs autostart jobs with their retries and exits 0 when all succeed', async (t) => {
+  const paths = writeConfig(
+    `  quick:
+    command: ${node('sleeper.mjs', '0.3', '3')}
+    heartbeat: stdout
+    autostart: true
+  flaky:
+    command: ${node('flaky.mjs')}
+    heartbeat: none
+    autostart: true
+  manual:
+    command: ${node('exit-code.mjs', '9')}
+    autostart: false
+`,
+    'defaults:\n  retries: {max: 2, backoff: 200ms, factor: 2, max_backoff: 1s, jitter: 0.1, on: [crash]}\n',
+  );
+  const daemon = spawnDaemon(paths.config, ['--once']);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const exit = await daemon.exited;
+  t.is(exit.code, 0, daemon.output());
+  t.regex(daemon.output(), /^JOB\s+RUN\s+ATTEMPT\s+STATE/m);
+  t.regex(daemon.output(), /flaky\s+\S+\s+2\s+succeeded/);
+  t.regex(daemon.output(), /quick\s+\S+\s+1\s+succeeded/);
+  t.notRegex(daemon.output(), /manual/);
+  t.regex(daemon.output(), /all 2 job\(s\) succeeded/);
+  const db = new Database(path.join(paths.stateDir, 'history.sqlite'), { readonly: true });
+  t.teardown(() => db.close());
+  const flaky = db.prepare("SELECT attempt, chain_id, state, reason, next_attempt_at FROM runs WHERE job = 'flaky' ORDER BY attempt").all() as any[];
+  t.is(flaky.length, 2);
+  t.like(flaky[0], { attempt: 1, state: 'failed', reason: 'crash' });
+  t.truthy(flaky[0].next_attempt_at);
+  t.like(flaky[1], { attempt: 2, state: 'succeeded', chain_id: flaky[0].chain_id });
+});
+
+test('--once exits 1 when a job ends failed after its retries; the summary says why', async (t) => {
+  const paths = writeConfig(
+    `  broken:
+    command: ${node('exit-code.mjs', '3')}
+    autostart: true
+  fine:
+    command: ${node('sleeper.mjs', '0.2', '2')}
+    autostart: true
+`,
+    'defaults:\n  retries: {max: 1, backoff: 100ms, factor: 2, max_backoff: 1s, jitter: 0, on: [crash]}\n',
+  );
+  const daemon = spawnDaemon(paths.config, ['--once']);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const exit = await daemon.exited;
+  t.is(exit.code, 1, daemon.output());
+  t.regex(daemon.output(), /broken\s+\S+\s+2\s+failed\s+crash/);
+  t.regex(daemon.output(), /NOT all jobs succeeded/);
+  const db = new Database(path.join(paths.stateDir, 'history.sqlite'), { readonly: true });
+  t.teardown(() => db.close());
+  const exhausted = db.prepare("SELECT message FROM events WHERE kind = 'retries_exhausted' AND job = 'broken'").all() as any[];
+  t.is(exhausted.length, 1);
+});
+
+test('a configuration error exits 78 (EX_CONFIG) with the precise message on stderr', async (t) => {
+  const paths = writeConfig(`  bad:\n    command: []\n`);
+  const daemon = spawnDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const exit = await daemon.exited;
+  t.is(exit.code, 78);
+  t.regex(daemon.output(), /configuration error/);
+  t.regex(daemon.output(), new RegExp(`${paths.config.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+`));
+  t.regex(daemon.output(), /command/);
+});
+
+test('SIGTERM stops live runs gracefully (interrupted, daemon shutdown) and re-raises the signal', async (t) => {
+  const paths = writeConfig(
+    `  long:
+    command: ${node('sleeper.mjs', '60', '300')}
+    heartbeat: stdout
+    autostart: true
+`,
+    'defaults:\n  stop_grace: 2s\n  retries: {max: 3, backoff: 1h, factor: 2, max_backoff: 2h, jitter: 0, on: [interrupted]}\n',
+  );
+  const daemon = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const running = await waitFor(async () => {
+    const status = await ctlJson(paths.config, 'status');
+    return status.jobs[0].run?.state === 'running' ? status.jobs[0].run : null;
+  }, 20_000, 'long to run');
+  const childStart = processStartTime(running.pid)!;
+  daemon.child.kill('SIGTERM');
+  const exit = await daemon.exited;
+  t.is(exit.signal, 'SIGTERM', daemon.output());
+  t.false(isSameProcessAlive(running.pid, childStart), 'the run was stopped');
+  const db = new Database(path.join(paths.stateDir, 'history.sqlite'), { readonly: true });
+  t.teardown(() => db.close());
+  const row = db.prepare('SELECT state, reason, detail FROM runs WHERE id = ?').get(running.id) as any;
+  t.like(row, { state: 'interrupted', reason: 'shutdown', detail: 'daemon shutdown' });
+  // The retry is persisted in the queue for the next start.
+  const queued = db.prepare("SELECT r.attempt, r.chain_id FROM queue q JOIN runs r ON r.id = q.run_id WHERE q.job = 'long'").all() as any[];
+  t.deepEqual(queued, [{ attempt: 2, chain_id: running.chain_id }]);
+});
+
+test('crash recovery: after kill -9 of the daemon no process of its runs survives, runs are interrupted, history is intact, retries are queued', async (t) => {
+  const paths = writeConfig(
+    `  alpha:
+    command: ${node('sleeper.mjs', 'forever', '50')}
+    heartbeat: stdout
+    autostart: true
+  beta:
+    command: ${node('sleeper.mjs', 'forever', '50')}
+    heartbeat: stdout
+    autostart: true
+  family:
+    command: ${node('family.mjs')}
+    heartbeat: stdout
+    autostart: true
+`,
+    'recovery: kill\ndefaults:\n  stop_grace: 1s\n  retries: {max: 3, backoff: 1h, factor: 2, max_backoff: 2h, jitter: 0, on: [crash, interrupted]}\n',
+  );
+  const first = await startDaemon(paths.config);
+  const tracked: Array<{ pid: number; start: string }> = [];
+  t.teardown(() => {
+    killQuietly(first.child.pid);
+    for (const p of tracked) if (isSameProcessAlive(p.pid, p.start)) killQuietly(p.pid);
+  });
+  const runs = await waitFor(async () => {
+    const status = await ctlJson(paths.config, 'status');
+    const live = status.jobs.map((j: any) => j.run).filter((r: any) => r?.state === 'running' && r.progress_done >= 1);
+    return live.length === 3 ? live : null;
+  }, 30_000, 'three running jobs');
+  const familyRun = runs.find((r: any) => r.job === 'family');
+  const familyLog = await waitFor(() => {
+    const text = readFileSync(familyRun.log_path, 'utf8');
+    return /family setsid \d+/.test(text) ? text : null;
+  }, 10_000, 'family to report its pids');
+  const grandchildren = [...familyLog.matchAll(/family (?:child|setsid) (\d+)/g)].map((m) => Number(m[1]));
+  t.is(grandchildren.length, 2);
+  for (const run of runs) tracked.push({ pid: run.pid, start: run.pid_start_time });
+  for (const pid of grandchildren) tracked.push({ pid, start: processStartTime(pid)! });
+  t.is(tracked.length, 5);
+  for (const p of tracked) t.true(isSameProcessAlive(p.pid, p.start), `pid ${p.pid} alive before the crash`);
+
+  const historyFile = path.join(paths.stateDir, 'history.sqlite');
+  await sleep(300); // let a few more samples land
+  first.child.kill('SIGKILL');
+  await first.exited;
+  // Snapshot what the crashed daemon had written: every run row and every event must survive.
+  const before = new Database(historyFile, { readonly: true });
+  const runsBefore = before.prepare('SELECT id, job, attempt, chain_id, pid, pid_start_time, started_at FROM runs ORDER BY id').all();
+  const eventsBefore = before.prepare('SELECT id, run_id, kind, message FROM events ORDER BY id').all();
+  const samplesBefore = (before.prepare('SELECT count(*) AS n FROM samples').get() as any).n;
+  before.close();
+  t.true(eventsBefore.length >= 9);
+  t.true(samplesBefore > 0);
+  for (const p of tracked) t.true(isSameProcessAlive(p.pid, p.start), `pid ${p.pid} still alive after the daemon died`);
+
+  const second = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(second.child.pid));
+  for (const p of tracked) t.false(isSameProcessAlive(p.pid, p.start), `pid ${p.pid} (run or grandchild) survived recovery`);
+
+  const db = new Database(historyFile, { readonly: true });
+  t.teardown(() => db.close());
+  const after = db.prepare('SELECT id, job, attempt, chain_id, pid, pid_start_time, started_at FROM runs WHERE id IN (' + runsBefore.map(() => '?').join(',') + ') ORDER BY id').all(...runsBefore.map((r: any) => r.id));
+  t.deepEqual(after, runsBefore, 'every run row written before the crash is still there');
+  const eventsAfter = db.prepare('SELECT id, run_id, kind, message FROM events WHERE id <= ? ORDER BY id').all((eventsBefore.at(-1) as any).id);
+  t.deepEqual(eventsAfter, eventsBefore, 'every event written before the crash is still there');
+  for (const run of runs) {
+    const row = db.prepare('SELECT state, reason, detail FROM runs WHERE id = ?').get(run.id) as any;
+    t.is(row.state, 'interrupted', `${run.job} interrupted`);
+    t.is(row.reason, 'daemon_crash');
+    t.regex(row.detail, /^the daemon stopped while the run was running; (killed its leftover processes \([\d, ]+\) on restart|no process of it was left)$/);
+    const recovery = db.prepare("SELECT message, data_json FROM events WHERE run_id = ? AND kind = 'recovery'").get(run.id) as any;
+    t.truthy(recovery, `${run.job} has a recovery event`);
+    t.deepEqual(JSON.parse(recovery.data_json).survivors, []);
+    const retry = db.prepare('SELECT r.attempt, r.chain_id, r.staging_path, r.state FROM queue q JOIN runs r ON r.id = q.run_id WHERE r.job = ?').get(run.job) as any;
+    t.like(retry, { attempt: 2, chain_id: run.chain_id, staging_path: run.staging_path, state: 'queued' }, `${run.job} retry queued on the same chain`);
+  }
+  const familyRecovery = db.prepare("SELECT data_json FROM events WHERE run_id = ? AND kind = 'recovery'").get(familyRun.id) as any;
+  const found: number[] = JSON.parse(familyRecovery.data_json).found;
+  for (const pid of grandchildren) t.true(found.includes(pid), `grandchild ${pid} was found via group or parent links`);
+  const status = await ctlJson(paths.config, 'status');
+  for (const job of status.jobs) t.truthy(job.queued?.next_attempt_at, `${job.job} shows its next attempt`);
+
+  await ctlJson(paths.config, 'shutdown');
+  t.is((await second.exited).code, 0);
+});
