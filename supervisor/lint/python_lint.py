@@ -255,8 +255,11 @@ class FileLinter:
         self.progress_functions = self.find_progress_functions()
         self.source_names = self.find_source_names()
 
-    def report(self, node, rule, message):
-        self.findings.append({"line": node.lineno, "column": node.col_offset + 1, "rule": rule, "message": message})
+    def report(self, node, rule, message, cause=None):
+        finding = {"line": node.lineno, "column": node.col_offset + 1, "rule": rule, "message": message}
+        if cause is not None:
+            finding["cause"] = {"line": cause.lineno, "rule": "unbounded-accumulation"}
+        self.findings.append(finding)
 
     # ---- progress ---------------------------------------------------------------------------
 
@@ -349,9 +352,9 @@ class FileLinter:
                 "`%s` (created at line %d) grows inside the %s and is %s; flush and clear it when it "
                 "reaches a size threshold inside the loop" % (event.name, creation.node.lineno, kind, fate),
             )
-            self.check_bulk_write(collector.scope, event.name, innermost, later[0] if later else None)
+            self.check_bulk_write(collector.scope, event.name, innermost, later[0] if later else None, event.node)
 
-    def check_bulk_write(self, scope, name, loop, stop):
+    def check_bulk_write(self, scope, name, loop, stop, cause):
         derived = {name}
         stop_pos = pos(stop.node) if stop is not None else None
         after = []
@@ -386,6 +389,7 @@ class FileLinter:
                     node, "bulk-write-after-loop",
                     "writes `%s`, accumulated by the loop at line %d, in one go after the loop; write in "
                     "bounded batches inside the loop instead" % (name, loop.lineno),
+                    cause,
                 )
                 return
 
@@ -410,10 +414,13 @@ class FileLinter:
         return source_names
 
     def check_progress(self, collector):
+        reported = []
         for loop in collector.loops:
             source = self.loop_source(loop, self.source_names)
             if source is None:
                 continue
+            if any(inside(loop, outer) for outer in reported):
+                continue  # one finding per nest: the enclosing source loop is already reported
             if self.contains_progress(loop):
                 continue
             if any(
@@ -421,6 +428,7 @@ class FileLinter:
                 for other in collector.loops
             ):
                 continue
+            reported.append(loop)
             self.report(
                 loop, "no-progress-in-loop",
                 "loop over `%s` reports no progress; call ctx.progress()/a heartbeat inside it so a stall "

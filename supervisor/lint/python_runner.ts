@@ -17,7 +17,12 @@ const answerSchema = z.object({
     z.object({
       file: z.string(),
       findings: z.array(
-        z.object({ ...position, rule: z.enum(ANALYZER_RULES), message: z.string() }),
+        z.object({
+          ...position,
+          rule: z.enum(ANALYZER_RULES),
+          message: z.string(),
+          cause: z.object({ line: z.number().int().positive(), rule: z.enum(ANALYZER_RULES) }).optional(),
+        }),
       ),
       parseError: z.object({ ...position, message: z.string() }).nullable(),
     }),

@@ -30,7 +30,8 @@ export function findSuppressions(text: string, language: Language): Suppression[
       line: index + 1,
       column: commentStart + 1,
       rules: match[1]!.split(',').map((rule) => rule.trim()),
-      reason: reasonText === undefined || reasonText === '' ? undefined : reasonText,
+      // `-- # note` or `-- // note` is another comment, not a reason
+      reason: reasonText === undefined || reasonText === '' || /^(#|\/\/)/.test(reasonText) ? undefined : reasonText,
     });
   }
   return found;
@@ -55,10 +56,10 @@ export function applySuppressions(
   const suppressions = findSuppressions(text, language);
   const findings: Finding[] = [];
   const suppressed: SuppressedFinding[] = [];
-  for (const finding of raw) {
-    const cover = suppressions.find(
-      (s) => (s.line === finding.line || s.line === finding.line - 1) && s.rules.includes(finding.rule),
-    );
+  const coverOf = (line: number, rule: string): Suppression | undefined =>
+    suppressions.find((s) => (s.line === line || s.line === line - 1) && s.rules.includes(rule));
+  for (const { cause, ...finding } of raw) {
+    const cover = coverOf(finding.line, finding.rule) ?? (cause === undefined ? undefined : coverOf(cause.line, cause.rule));
     if (cover === undefined) {
       findings.push({ file, ...finding });
     } else {

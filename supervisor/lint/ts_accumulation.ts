@@ -2,6 +2,7 @@
 // outside a loop, grown inside it and not cleared inside it; and the one-shot write that follows.
 import ts from 'typescript';
 import type { RuleContext } from './ts_context.js';
+import type { RawFinding } from './types.js';
 import {
   callName,
   type CollectionEvent,
@@ -43,7 +44,7 @@ export function checkAccumulation(context: RuleContext, scope: ScopeFacts): void
       'unbounded-accumulation',
       `\`${event.name}\` (created at line ${context.lineOf(creation.node)}) grows inside the loop at line ${context.lineOf(innermost)} and is ${fate}; flush and clear it when it reaches a size threshold inside the loop`,
     );
-    checkBulkWrite(context, scope, event.name, innermost, later[0]);
+    checkBulkWrite(context, scope, event.name, innermost, later[0], { line: context.lineOf(event.node), rule: 'unbounded-accumulation' });
   }
 }
 
@@ -61,6 +62,7 @@ function checkBulkWrite(
   name: string,
   loop: LoopNode,
   stop: CollectionEvent | undefined,
+  cause: RawFinding['cause'],
 ): void {
   const stopAt = stop === undefined ? Number.POSITIVE_INFINITY : stop.node.pos;
   const after = descendants(scope.root).filter((node) => node.pos >= loop.end && node.pos < stopAt);
@@ -93,6 +95,7 @@ function checkBulkWrite(
         node,
         'bulk-write-after-loop',
         `writes \`${name}\`, accumulated by the loop at line ${context.lineOf(loop)}, in one go after the loop; write in bounded batches inside the loop instead`,
+        cause,
       );
       return;
     }

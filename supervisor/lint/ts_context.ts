@@ -32,9 +32,9 @@ export class RuleContext {
   ) {}
 
   /** Records a finding at the start of `node`. */
-  report(node: ts.Node, rule: AnalyzerRule, message: string): void {
+  report(node: ts.Node, rule: AnalyzerRule, message: string, cause?: RawFinding['cause']): void {
     const start = this.sourceFile.getLineAndCharacterOfPosition(node.getStart(this.sourceFile));
-    this.findings.push({ line: start.line + 1, column: start.character + 1, rule, message });
+    this.findings.push({ line: start.line + 1, column: start.character + 1, rule, message, ...(cause === undefined ? {} : { cause }) });
   }
 
   /** 1-based line of a node's start. */

@@ -91,12 +91,15 @@ function describeSource(context: RuleContext, loop: LoopNode, facts: ProgressFac
 
 /** Why: a loop over a large source without progress is what ran 24 hours unnoticed. */
 export function checkProgress(context: RuleContext, scope: ScopeFacts, facts: ProgressFacts): void {
+  const reported = new Set<LoopNode>();
   for (const loop of scope.loops) {
     const source = describeSource(context, loop, facts);
     if (source === undefined) continue;
-    if (containsProgress(context, loop, facts.progressFunctions)) continue;
     const enclosing = scope.enclosing.get(loop) ?? [];
+    if (enclosing.some((outer) => reported.has(outer))) continue; // one finding per nest
+    if (containsProgress(context, loop, facts.progressFunctions)) continue;
     if (enclosing.some((outer) => loopBodyParts(outer).some((part) => containsProgress(context, part, facts.progressFunctions)))) continue;
+    reported.add(loop);
     context.report(
       loop,
       'no-progress-in-loop',

@@ -40,6 +40,8 @@ export interface RawFinding {
   column: number;
   rule: AnalyzerRule;
   message: string;
+  /** The finding this one follows from; suppressing the cause suppresses this one too. */
+  cause?: { line: number; rule: AnalyzerRule } | undefined;
 }
 
 /** A finding silenced by an inline `duckvisor: allow` comment. */
