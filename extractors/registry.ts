@@ -3,6 +3,7 @@
 // an Extractor made with defineExtractor() from extractors/sdk/index.ts.
 export const builtinExtractors: Readonly<Record<string, string>> = {
   rankings: './builtin/rankings.js',
+  curves: './builtin/curves.js',
   // 'mlflow-runs': './builtin/mlflow-runs.js',
 };
 
