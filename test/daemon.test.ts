@@ -189,3 +189,59 @@ test('crash recovery: after kill -9 of the daemon no process of its runs survive
   await ctlJson(paths.config, 'shutdown');
   t.is((await second.exited).code, 0);
 });
+
+test('an extractor run publishes through the publisher: waits visibly on a locked warehouse, then succeeds and removes its staging file', async (t) => {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const { existsSync, mkdirSync } = await import('node:fs');
+  const paths = writeConfig(
+    `  tiny:
+    extractor: ${JSON.stringify(fixture('tiny-extractor.mjs'))}
+    options: {units: 30, delay_ms: 5}
+    autostart: false
+`,
+  );
+  const warehouse = path.join(paths.dir, 'warehouse', 'warehouse.duckdb');
+  mkdirSync(path.dirname(warehouse), { recursive: true });
+  // This test process holds the warehouse open, so the publish has to wait for it.
+  const holder = await DuckDBInstance.create(warehouse);
+  const holding = await holder.connect();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    holding.closeSync();
+    holder.closeSync();
+  };
+  t.teardown(release);
+  const daemon = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const { run } = await ctlJson(paths.config, 'start', 'tiny');
+  const waiting = await waitFor(async () => {
+    const status = await ctlJson(paths.config, 'status');
+    const shown = status.jobs[0].run;
+    return shown?.state === 'publishing' && /waiting for warehouse lock/.test(shown.status_note ?? '') ? shown : null;
+  }, 60_000, 'the publish to wait on the locked warehouse');
+  t.is(waiting.id, run.id);
+  t.regex(waiting.status_note, new RegExp(`held by pid ${process.pid}`));
+  t.true(existsSync(waiting.staging_path), 'staging is kept while unpublished');
+  release();
+  const done = await waitFor(async () => {
+    const detail = await ctlJson(paths.config, 'show', run.id);
+    return ['succeeded', 'failed', 'killed'].includes(detail.state) ? detail : null;
+  }, 60_000, 'the publish to finish');
+  t.is(done.state, 'succeeded', JSON.stringify(done.events.slice(-5)));
+  t.is(done.rows_written, 30);
+  t.is(done.progress_done, 30);
+  t.is(done.status_note, null);
+  t.deepEqual(done.result.tables, ['numbers']);
+  t.false(existsSync(done.staging_path), 'the publisher removed the staging file after its commit');
+  t.true(done.events.some((e: any) => e.kind === 'state' && /^publishing/.test(e.message)));
+  await ctlJson(paths.config, 'shutdown');
+  t.is((await daemon.exited).code, 0);
+  const reader = await DuckDBInstance.create(warehouse, { access_mode: 'READ_ONLY' });
+  const connection = await reader.connect();
+  const rows = (await connection.runAndReadAll('SELECT count(*)::INTEGER AS n, count(DISTINCT n)::INTEGER AS d FROM numbers')).getRowObjects();
+  connection.closeSync();
+  reader.closeSync();
+  t.deepEqual(rows, [{ n: 30, d: 30 }]);
+});
