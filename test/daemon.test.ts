@@ -245,3 +245,34 @@ test('an extractor run publishes through the publisher: waits visibly on a locke
   reader.closeSync();
   t.deepEqual(rows, [{ n: 30, d: 30 }]);
 });
+
+test('a second SIGTERM forces: the group of a child that ignores SIGTERM is SIGKILLed at once, the run ends interrupted', async (t) => {
+  const paths = writeConfig(
+    `  stubborn:
+    command: ${node('ignore-term.mjs')}
+    heartbeat: none
+    autostart: true
+    stop_grace: 10m
+`,
+  );
+  const daemon = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const running = await waitFor(async () => {
+    const status = await ctlJson(paths.config, 'status');
+    return status.jobs[0].run?.state === 'running' ? status.jobs[0].run : null;
+  }, 20_000, 'stubborn to run');
+  const start = processStartTime(running.pid)!;
+  t.teardown(() => {
+    if (isSameProcessAlive(running.pid, start)) killQuietly(running.pid);
+  });
+  daemon.child.kill('SIGTERM');
+  await waitFor(() => /SIGTERM ignored/.test(readFileSync(running.log_path, 'utf8')), 20_000, 'the child to receive (and ignore) SIGTERM');
+  t.true(isSameProcessAlive(running.pid, start), 'still alive during its 10-minute grace');
+  daemon.child.kill('SIGTERM');
+  const exit = await daemon.exited;
+  t.is(exit.signal, 'SIGTERM', daemon.output());
+  t.false(isSameProcessAlive(running.pid, start));
+  const db = new Database(path.join(paths.stateDir, 'history.sqlite'), { readonly: true });
+  t.teardown(() => db.close());
+  t.like(db.prepare('SELECT state, reason, detail, signal FROM runs WHERE id = ?').get(running.id) as any, { state: 'interrupted', reason: 'shutdown', detail: 'daemon shutdown', signal: 'SIGKILL' });
+});
