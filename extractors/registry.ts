@@ -4,6 +4,8 @@
 export const builtinExtractors: Readonly<Record<string, string>> = {
   rankings: './builtin/rankings.js',
   curves: './builtin/curves.js',
+  top_models: './builtin/top-models.js',
+  per_subject: './builtin/per-subject.js',
   // 'mlflow-runs': './builtin/mlflow-runs.js',
 };
 

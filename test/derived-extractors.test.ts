@@ -105,3 +105,83 @@ test('rankings fails with a clear message when the warehouse lacks the metric', 
   t.is(missing.code, 1);
   t.regex(missing.stderr, /does not exist yet: run the raw extraction jobs first/);
 });
+
+test('top_models: top k overall and per category value, ties broken by run_id, with all params and tags as JSON', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const warehouse = path.join(dir, 'warehouse.duckdb');
+  const staging = path.join(dir, 'staging.duckdb');
+  const runs: WarehouseRun[] = [];
+  const classifiers = ['xgboost', 'logreg', 'tabpfn'];
+  for (let i = 0; i < 12; i++) {
+    runs.push({
+      run_id: `run${String(i).padStart(2, '0')}`,
+      params: { classifier: classifiers[i % 3]!, outlier: i < 6 ? 'LOF' : 'none', seed: String(i) },
+      tags: { family: i % 2 === 0 ? 'tree' : 'other' },
+      metrics: { auroc: i === 11 ? 0.9 : 0.5 + i / 100 }, // run11 ties nothing; run05 and run07 below
+    });
+  }
+  runs[7]!.metrics = { auroc: 0.55 }; // ties run05 (0.55): run05 must come first
+  runs.push({ run_id: 'gone', lifecycle_stage: 'deleted', params: { classifier: 'logreg' }, metrics: { auroc: 1 } });
+  await createWarehouse(warehouse, runs);
+  const result = await runExtractorChild('top_models', {
+    warehouse,
+    staging,
+    options: { metric: 'auroc', k: 3, categories: ['classifier', 'tag:family'] },
+  });
+  t.is(result.code, 0, result.stderr);
+  const overall = await queryFile(staging, `SELECT position, run_id, value, params, tags FROM top_models WHERE scope = 'overall' ORDER BY position`);
+  t.deepEqual(overall.map((row) => row['run_id']), ['run11', 'run10', 'run09']);
+  t.deepEqual(JSON.parse(String(overall[0]!['params'])), { classifier: 'tabpfn', outlier: 'none', seed: '11' });
+  t.deepEqual(JSON.parse(String(overall[0]!['tags'])), { family: 'other' });
+  const logreg = await queryFile(staging, `SELECT run_id FROM top_models WHERE category = 'classifier' AND category_value = 'logreg' ORDER BY position`);
+  t.deepEqual(logreg.map((row) => row['run_id']), ['run10', 'run07', 'run04']); // 0.60, 0.55, 0.54
+  // family=other: run11 0.90, run09 0.59, then run05 and run07 tie at 0.55 — run05 wins on run_id.
+  const other = await queryFile(staging, `SELECT run_id FROM top_models WHERE category = 'tag:family' AND category_value = 'other' ORDER BY position`);
+  t.deepEqual(other.map((row) => row['run_id']), ['run11', 'run09', 'run05']);
+  const [groups] = await queryFile(staging, `SELECT count(DISTINCT coalesce(category, '') || coalesce(category_value, '')) AS n, count(*) AS rows FROM top_models`);
+  t.is(Number(groups!['n']), 1 + 3 + 2); // overall + 3 classifiers + 2 families
+  t.is(Number(groups!['rows']), 6 * 3);
+  t.false(JSON.stringify(await queryFile(staging, 'SELECT run_id FROM top_models')).includes('gone'));
+});
+
+test('per_subject: mean, std and rank of each subject across the runs of each group', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const warehouse = path.join(dir, 'warehouse.duckdb');
+  const staging = path.join(dir, 'staging.duckdb');
+  // Two outlier methods × two runs each; three subjects; error per subject.
+  const runs: WarehouseRun[] = ['a1', 'a2', 'b1', 'b2'].map((run_id) => ({ run_id, params: { outlier: run_id[0] === 'a' ? 'LOF' : 'MOMENT' } }));
+  runs.push({ run_id: 'deleted', lifecycle_stage: 'deleted', params: { outlier: 'LOF' } });
+  const rows: [string, string, number, number][] = [
+    ['a1', 's1', 1, 10], ['a1', 's2', 3, 10], ['a1', 's3', 5, 10],
+    ['a2', 's1', 3, 20], ['a2', 's2', 3, 20], ['a2', 's3', 7, 20],
+    ['b1', 's1', 9, 1], ['b1', 's2', 1, 1], ['b1', 's3', 1, 1],
+    ['b2', 's1', 7, 3], ['b2', 's2', 1, 3], ['b2', 's3', 1, 3],
+    ['deleted', 's1', 1000, 1000],
+  ];
+  await createWarehouse(warehouse, runs, {
+    subject_errors: { columns: 'run_id VARCHAR, subject VARCHAR, mae DOUBLE, extra DOUBLE, artifact_path VARCHAR', rows: rows.map((row) => [...row, 'errors.csv']) },
+  });
+  const result = await runExtractorChild('per_subject', {
+    warehouse,
+    staging,
+    options: { table: 'subject_errors', value_columns: ['mae', 'extra'], group_by: ['outlier'], rank_by: 'mean', direction: 'higher' },
+  });
+  t.is(result.code, 0, result.stderr);
+  t.true(result.messages.filter((m) => m.type === 'progress' && m.unit === 'groups').length >= 2);
+  const lof = await queryFile(staging, `SELECT subject, n_runs, mean, std, median, rank, group_config FROM per_subject WHERE group_key = 'LOF' AND value_column = 'mae' ORDER BY subject`);
+  // LOF means: s1 (1+3)/2 = 2, s2 3, s3 (5+7)/2 = 6; higher ranks first.
+  t.deepEqual(lof.map((row) => [row['subject'], Number(row['n_runs']), row['mean'], row['rank']]), [
+    ['s1', 2, 2, 3],
+    ['s2', 2, 3, 2],
+    ['s3', 2, 6, 1],
+  ]);
+  t.true(Math.abs(Number(lof[0]!['std']) - Math.SQRT2) < 1e-12); // s1: values 1 and 3
+  t.deepEqual(JSON.parse(String(lof[0]!['group_config'])), { outlier: 'LOF' });
+  const moment = await queryFile(staging, `SELECT subject, mean, rank FROM per_subject WHERE group_key = 'MOMENT' AND value_column = 'mae' ORDER BY subject`);
+  // s2 and s3 tie at mean 1: average rank (2 + 3) / 2.
+  t.deepEqual(moment.map((row) => [row['subject'], row['mean'], row['rank']]), [['s1', 8, 1], ['s2', 1, 2.5], ['s3', 1, 2.5]]);
+  const extra = await queryFile(staging, `SELECT count(*) AS n FROM per_subject WHERE value_column = 'extra'`);
+  t.is(Number(extra[0]!['n']), 6);
+});
