@@ -1,55 +1,23 @@
 // What a restarted daemon does about process groups a crashed daemon left behind. This is the only
 // place the daemon itself reads /proc or sends signals; live runs are the process layer's (run.ts).
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-interface ProcStat {
-  pid: number;
-  state: string;
-  ppid: number;
-  pgrp: number;
-  /** Field 22: start time in clock ticks since boot, as text. */
-  startTime: string;
-}
-
-/** Parses /proc/<pid>/stat; undefined when the process is gone. The comm field may contain spaces and ')'. */
-export function readProcStat(pid: number): ProcStat | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  // Fields after comm start at field 3 (state); field N is index N-3.
-  const fields = text.slice(close + 2).trim().split(/\s+/);
-  return {
-    pid,
-    state: fields[0] ?? '?',
-    ppid: Number(fields[1]),
-    pgrp: Number(fields[2]),
-    startTime: fields[19] ?? '',
-  };
-}
+import { isAlive, listPids, processStartTime as procStartTime, readStat, type ProcStat } from './proc.js';
 
 /** The start time (field 22 of /proc/<pid>/stat) of a live process, or undefined. */
 export function processStartTime(pid: number): string | undefined {
-  return readProcStat(pid)?.startTime;
+  return procStartTime(pid) ?? undefined;
 }
 
 /** True when `pid` runs (not a zombie) and, if given, started at `startTime` — i.e. it is the same process. */
 export function isSameProcessAlive(pid: number, startTime?: string | null): boolean {
-  const stat = readProcStat(pid);
-  if (!stat || stat.state === 'Z' || stat.state === 'X') return false;
-  return startTime === undefined || startTime === null || stat.startTime === startTime;
+  return isAlive(pid, startTime);
 }
 
 function allProcesses(): ProcStat[] {
   const list: ProcStat[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readProcStat(Number(entry));
+  for (const pid of listPids()) {
+    const stat = readStat(pid);
     if (stat) list.push(stat);
   }
   return list;
