@@ -1,0 +1,348 @@
+// Reader for MLflow's file store (`mlruns/`): experiments are digit-named folders (deleted ones under
+// .trash/), runs are 32-hex folders with meta.yaml, and every param/tag/metric key is a file whose
+// path is the key (so `val/loss` is metrics/val/loss). Files are read one run at a time; metric files
+// are streamed line by line. Artifact URIs are absolute at write time, so a moved or copied store is
+// read from <run dir>/artifacts when the recorded path does not exist.
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { parseRunFilter } from './filter.js';
+import { isDirectory, localPathOf, sortedEntries as entries, walkArtifactDir, walkFiles } from './local-files.js';
+import { metaInteger, metaString, readMetaYaml, type Meta } from './meta-yaml.js';
+import { parseMetricLine } from './metric-line.js';
+import {
+  isLaterMetric,
+  MlflowDataError,
+  RUN_STATUS_BY_NUMBER,
+  type ArtifactFile,
+  type DatasetInput,
+  type Experiment,
+  type KeyValue,
+  type MetricPoint,
+  type MlflowReader,
+  type RunData,
+  type RunInfo,
+  type RunListing,
+  type RunQuery,
+} from './types.js';
+
+const RESERVED_EXPERIMENT_FOLDERS = new Set(['tags', 'datasets', 'traces', 'models', '.trash']);
+const RUN_ID = /^[0-9a-f]{32}$/;
+const DIGITS = /^\d+$/;
+/** Points per yielded metric batch. */
+const HISTORY_BATCH = 10_000;
+
+export interface ReaderOptions {
+  /** Called for things MLflow itself would skip with a warning (stray folders, mismatched ids). */
+  onWarning?: (message: string) => void;
+}
+
+async function readValueFile(file: string, runId: string | undefined): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new MlflowDataError(runId, file, `unreadable file (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+}
+
+async function readKeyValues(dir: string, runId: string | undefined): Promise<KeyValue[]> {
+  const out: KeyValue[] = [];
+  for await (const [key, file] of walkFiles(dir, runId)) out.push({ key, value: await readValueFile(file, runId) });
+  return out;
+}
+
+/** Streams one metric file, in batches; a bad line is an error naming the file and the line number. */
+async function* metricFileBatches(file: string, key: string, runId: string): AsyncGenerator<MetricPoint[]> {
+  const stream = createReadStream(file, { encoding: 'utf8' });
+  const opened = new Promise<void>((resolve, reject) => {
+    stream.once('open', () => resolve());
+    stream.once('error', reject);
+  });
+  try {
+    await opened;
+  } catch (error) {
+    throw new MlflowDataError(runId, file, `unreadable metric file (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  let batch: MetricPoint[] = [];
+  let lineNumber = 0;
+  try {
+    for await (const line of lines) {
+      lineNumber++;
+      if (line.trim() === '') continue;
+      const parsed = parseMetricLine(key, line);
+      if (typeof parsed === 'string') throw new MlflowDataError(runId, file, `line ${lineNumber}: ${parsed}`);
+      batch.push(parsed);
+      if (batch.length >= HISTORY_BATCH) {
+        yield batch;
+        batch = [];
+      }
+    }
+  } finally {
+    lines.close();
+    stream.destroy();
+  }
+  if (batch.length > 0) yield batch;
+}
+
+interface ExperimentDir {
+  id: string;
+  dir: string;
+  inTrash: boolean;
+}
+
+// Why: the file store reader of the MlflowReader interface.
+export class FileStoreReader implements MlflowReader {
+  readonly kind = 'file' as const;
+  private readonly runDirs = new Map<string, string>();
+
+  constructor(
+    readonly location: string,
+    private readonly options: ReaderOptions = {},
+  ) {}
+
+  /** Checks that `root` looks like a file store, with an error that says what to do otherwise. */
+  static async open(root: string, options: ReaderOptions = {}): Promise<FileStoreReader> {
+    const absolute = path.resolve(root);
+    if (!(await isDirectory(absolute))) throw new Error(`MLflow source ${absolute} is not a directory (expected an mlruns/ file store)`);
+    const reader = new FileStoreReader(absolute, options);
+    const dirs = await reader.experimentDirs(true);
+    let found = false;
+    for (const exp of dirs) {
+      try {
+        await stat(path.join(exp.dir, 'meta.yaml'));
+        found = true;
+        break;
+      } catch {
+        // keep looking
+      }
+    }
+    if (!found) {
+      throw new Error(
+        `${absolute} is not an MLflow file store: no <experiment id>/meta.yaml inside. If it only holds artifacts of a SQL store, ` +
+          `set source to sqlite:///path/to/mlflow.db instead`,
+      );
+    }
+    return reader;
+  }
+
+  private async experimentDirs(includeDeleted: boolean): Promise<ExperimentDir[]> {
+    const out: ExperimentDir[] = [];
+    for (const entry of await entries(this.location)) {
+      if (DIGITS.test(entry.name) && entry.isDirectory()) out.push({ id: entry.name, dir: path.join(this.location, entry.name), inTrash: false });
+    }
+    if (includeDeleted) {
+      const trash = path.join(this.location, '.trash');
+      for (const entry of await entries(trash)) {
+        if (DIGITS.test(entry.name) && entry.isDirectory()) out.push({ id: entry.name, dir: path.join(trash, entry.name), inTrash: true });
+      }
+    }
+    return out;
+  }
+
+  private warn(message: string): void {
+    this.options.onWarning?.(message);
+  }
+
+  async *experiments(options: { includeDeleted: boolean }): AsyncGenerator<Experiment> {
+    for (const exp of await this.experimentDirs(options.includeDeleted)) {
+      const file = path.join(exp.dir, 'meta.yaml');
+      let meta: Meta;
+      try {
+        meta = await readMetaYaml(file, undefined);
+      } catch (error) {
+        this.warn(`experiment folder ${exp.dir} skipped: ${(error as Error).message}`);
+        continue;
+      }
+      const lifecycleStage = metaString(meta, 'lifecycle_stage', file, undefined) ?? (exp.inTrash ? 'deleted' : 'active');
+      if (!options.includeDeleted && lifecycleStage === 'deleted') continue;
+      yield {
+        experimentId: exp.id,
+        name: metaString(meta, 'name', file, undefined) ?? exp.id,
+        artifactLocation: metaString(meta, 'artifact_location', file, undefined),
+        lifecycleStage,
+        creationTime: metaInteger(meta, 'creation_time', file, undefined),
+        lastUpdateTime: metaInteger(meta, 'last_update_time', file, undefined),
+        // The `tags:` mapping some meta.yaml files carry is a stale copy; the tags/ folder is the truth.
+        tags: await readKeyValues(path.join(exp.dir, 'tags'), undefined),
+      };
+    }
+  }
+
+  async *runs(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
+    const filter = query.filter !== undefined && query.filter.trim() !== '' ? parseRunFilter(query.filter) : undefined;
+    const wanted = new Set(experimentIds);
+    for (const exp of await this.experimentDirs(query.includeDeleted)) {
+      if (!wanted.has(exp.id)) continue;
+      for (const entry of await entries(exp.dir)) {
+        if (RESERVED_EXPERIMENT_FOLDERS.has(entry.name) || !entry.isDirectory()) continue;
+        const runDir = path.join(exp.dir, entry.name);
+        const listing = await this.readRunInfo(exp, runDir, entry.name);
+        if (listing === undefined) continue;
+        if (listing.ok) {
+          const run = listing.run;
+          if (!query.includeDeleted && run.lifecycleStage === 'deleted') continue;
+          this.runDirs.set(run.runId, runDir);
+          if (filter !== undefined) {
+            try {
+              if (!filter.matches(run, filter.needsData ? await this.runData(run) : undefined)) continue;
+            } catch (error) {
+              if (error instanceof MlflowDataError) {
+                yield { ok: false, runId: run.runId, experimentId: run.experimentId, error };
+                continue;
+              }
+              throw error;
+            }
+          }
+        }
+        yield listing;
+      }
+    }
+  }
+
+  private async readRunInfo(exp: ExperimentDir, runDir: string, folder: string): Promise<RunListing | undefined> {
+    const file = path.join(runDir, 'meta.yaml');
+    const looksLikeRun = RUN_ID.test(folder);
+    let meta: Meta;
+    try {
+      meta = await readMetaYaml(file, looksLikeRun ? folder : undefined);
+    } catch (error) {
+      if (!(error instanceof MlflowDataError)) throw error;
+      if (!looksLikeRun) {
+        this.warn(`folder ${runDir} in experiment ${exp.id} is not a run (${error.message}); ignored`);
+        return undefined;
+      }
+      return { ok: false, runId: folder, experimentId: exp.id, error };
+    }
+    try {
+      const runId = metaString(meta, 'run_id', file, folder) ?? metaString(meta, 'run_uuid', file, folder) ?? folder;
+      const experimentId = metaString(meta, 'experiment_id', file, runId) ?? exp.id;
+      if (experimentId !== exp.id) {
+        this.warn(`run ${runId} in ${runDir} says experiment_id ${experimentId}, not ${exp.id}; ignored as MLflow does`);
+        return undefined;
+      }
+      const statusText = metaString(meta, 'status', file, runId);
+      const status = statusText === null ? 'RUNNING' : (RUN_STATUS_BY_NUMBER[statusText.trim()] ?? statusText);
+      let runName = metaString(meta, 'run_name', file, runId) ?? metaString(meta, 'name', file, runId);
+      if (runName === null) {
+        try {
+          runName = await readFile(path.join(runDir, 'tags', 'mlflow.runName'), 'utf8');
+        } catch {
+          runName = null;
+        }
+      }
+      const run: RunInfo = {
+        runId,
+        experimentId,
+        runName,
+        userId: metaString(meta, 'user_id', file, runId),
+        status,
+        startTime: metaInteger(meta, 'start_time', file, runId),
+        endTime: metaInteger(meta, 'end_time', file, runId),
+        deletedTime: metaInteger(meta, 'deleted_time', file, runId),
+        lifecycleStage: metaString(meta, 'lifecycle_stage', file, runId) ?? 'active',
+        artifactUri: metaString(meta, 'artifact_uri', file, runId),
+      };
+      return { ok: true, run };
+    } catch (error) {
+      if (error instanceof MlflowDataError) return { ok: false, runId: folder, experimentId: exp.id, error };
+      throw error;
+    }
+  }
+
+  private async runDir(run: RunInfo): Promise<string> {
+    const known = this.runDirs.get(run.runId);
+    if (known !== undefined) return known;
+    for (const candidate of [path.join(this.location, run.experimentId, run.runId), path.join(this.location, '.trash', run.experimentId, run.runId)]) {
+      if (await isDirectory(candidate)) {
+        this.runDirs.set(run.runId, candidate);
+        return candidate;
+      }
+    }
+    throw new MlflowDataError(run.runId, path.join(this.location, run.experimentId, run.runId), 'run folder not found');
+  }
+
+  async runData(run: RunInfo): Promise<RunData> {
+    const dir = await this.runDir(run);
+    const params = await readKeyValues(path.join(dir, 'params'), run.runId);
+    const tags = await readKeyValues(path.join(dir, 'tags'), run.runId);
+    const latestMetrics: MetricPoint[] = [];
+    for await (const [key, file] of walkFiles(path.join(dir, 'metrics'), run.runId)) {
+      let latest: MetricPoint | undefined;
+      for await (const batch of metricFileBatches(file, key, run.runId)) {
+        for (const point of batch) if (latest === undefined || isLaterMetric(point, latest)) latest = point;
+      }
+      if (latest !== undefined) latestMetrics.push(latest);
+    }
+    return { params, tags, latestMetrics, inputs: await this.datasetInputs(dir, run) };
+  }
+
+  private async datasetInputs(runDir: string, run: RunInfo): Promise<DatasetInput[]> {
+    const out: DatasetInput[] = [];
+    for (const entry of await entries(path.join(runDir, 'inputs'))) {
+      const file = path.join(runDir, 'inputs', entry.name, 'meta.yaml');
+      const meta = await readMetaYaml(file, run.runId);
+      if (metaString(meta, 'source_type', file, run.runId) !== 'DATASET') continue;
+      const sourceId = metaString(meta, 'source_id', file, run.runId);
+      if (sourceId === null) continue;
+      const datasetFile = path.join(path.dirname(runDir), 'datasets', sourceId, 'meta.yaml');
+      const dataset = await readMetaYaml(datasetFile, run.runId);
+      const tags = meta['tags'];
+      const context = tags !== null && typeof tags === 'object' && !Array.isArray(tags) ? tags['mlflow.data.context'] : null;
+      out.push({
+        name: metaString(dataset, 'name', datasetFile, run.runId) ?? '',
+        digest: metaString(dataset, 'digest', datasetFile, run.runId) ?? '',
+        sourceType: metaString(dataset, 'source_type', datasetFile, run.runId),
+        source: metaString(dataset, 'source', datasetFile, run.runId),
+        context: typeof context === 'string' ? context : null,
+      });
+    }
+    return out;
+  }
+
+  async metricKeys(run: RunInfo): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const [key] of walkFiles(path.join(await this.runDir(run), 'metrics'), run.runId)) keys.push(key);
+    return keys;
+  }
+
+  async *metricHistory(run: RunInfo, key: string): AsyncGenerator<MetricPoint[]> {
+    const file = path.join(await this.runDir(run), 'metrics', ...key.split('/'));
+    yield* metricFileBatches(file, key, run.runId);
+  }
+
+  /** The run's artifact folder: the recorded URI when it exists, else <run dir>/artifacts (a moved store). */
+  private async artifactRoot(run: RunInfo): Promise<string | undefined> {
+    const recorded = run.artifactUri === null ? undefined : localPathOf(run.artifactUri);
+    if (recorded !== undefined && (await isDirectory(recorded))) return recorded;
+    const relocated = path.join(await this.runDir(run), 'artifacts');
+    if (await isDirectory(relocated)) return relocated;
+    if (run.artifactUri !== null && recorded === undefined) {
+      throw new MlflowDataError(run.runId, run.artifactUri, 'artifacts live in a remote store the file reader cannot reach; read this store through its tracking server (source: http://…)');
+    }
+    return undefined;
+  }
+
+  async *artifacts(run: RunInfo): AsyncGenerator<ArtifactFile> {
+    const root = await this.artifactRoot(run);
+    if (root !== undefined) yield* walkArtifactDir(root, run.runId);
+  }
+
+  async localArtifactPath(run: RunInfo, artifactPath: string): Promise<string | undefined> {
+    const root = await this.artifactRoot(run);
+    return root === undefined ? undefined : path.join(root, ...artifactPath.split('/'));
+  }
+
+  async openArtifact(run: RunInfo, artifactPath: string): Promise<Readable> {
+    const file = await this.localArtifactPath(run, artifactPath);
+    if (file === undefined) throw new MlflowDataError(run.runId, artifactPath, 'artifact not found');
+    return createReadStream(file);
+  }
+
+  async close(): Promise<void> {
+    this.runDirs.clear();
+  }
+}
+

@@ -1,0 +1,40 @@
+// Picks the reader for a source by MLflow's own conventions: a path or file: URI → file store;
+// sqlite:///path/mlflow.db → SQL store; http(s):// → tracking server; unset → MLFLOW_TRACKING_URI.
+// Relative paths resolve against the working directory (for a duckvisor job: the config's folder).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FileStoreReader } from './file-store.js';
+import { RestReader, restOptionsFromEnv } from './rest-store.js';
+import { SqlStoreReader } from './sql-store.js';
+import type { MlflowReader } from './types.js';
+
+export interface SourceOptions {
+  /** Where SQL-store artifacts live when their recorded absolute paths do not exist. */
+  artifactRoot?: string | undefined;
+  onWarning?: (message: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The path inside a sqlite: URI, following SQLAlchemy: sqlite:///rel.db is relative, sqlite:////abs.db absolute. */
+export function sqlitePath(uri: string): string {
+  const rest = uri.replace(/^sqlite:\/\//, '');
+  if (!rest.startsWith('/')) throw new Error(`source ${uri}: expected sqlite:///path/to/mlflow.db`);
+  const withoutQuery = rest.slice(1).split('?')[0]!;
+  return path.resolve(decodeURIComponent(withoutQuery));
+}
+
+// Why: the one place that maps an `options.source` string to a reader, with errors that list the forms.
+export async function openSource(source: string | undefined, options: SourceOptions = {}): Promise<MlflowReader> {
+  const env = options.env ?? process.env;
+  const uri = source !== undefined && source.trim() !== '' ? source.trim() : env['MLFLOW_TRACKING_URI'];
+  if (uri === undefined || uri.trim() === '') {
+    throw new Error('no MLflow source: set options.source (a path to mlruns/, sqlite:///path/mlflow.db or http(s)://server) or MLFLOW_TRACKING_URI');
+  }
+  if (/^https?:\/\//i.test(uri)) return new RestReader(uri, restOptionsFromEnv(env));
+  if (/^sqlite:/i.test(uri)) return SqlStoreReader.open(sqlitePath(uri), { artifactRoot: options.artifactRoot });
+  if (/^file:/i.test(uri)) return FileStoreReader.open(fileURLToPath(uri.startsWith('file://') ? uri : `file://${uri.slice(5)}`), { onWarning: options.onWarning });
+  if (/^[A-Za-z][A-Za-z0-9+.-]+:/.test(uri)) {
+    throw new Error(`unsupported MLflow source ${uri}: use a path or file: URI (file store), sqlite:///… (SQL store) or http(s):// (tracking server); other databases can be read through their tracking server`);
+  }
+  return FileStoreReader.open(uri, { onWarning: options.onWarning });
+}
