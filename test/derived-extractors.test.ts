@@ -1,8 +1,10 @@
 // The derived extractors run as real `run-extractor` children against a small warehouse DuckDB file,
 // and their staging tables are checked.
-import { rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import { projectRoot } from '../supervisor/paths.js';
 import { DEMSAR_METHODS, DEMSAR_TABLE_6 } from './helpers/demsar-table6.js';
 import { createWarehouse, queryFile, runExtractorChild, tempDir, type WarehouseRun } from './helpers/derived-warehouse.js';
 
@@ -184,4 +186,37 @@ test('per_subject: mean, std and rank of each subject across the runs of each gr
   t.deepEqual(moment.map((row) => [row['subject'], row['mean'], row['rank']]), [['s1', 8, 1], ['s2', 1, 2.5], ['s3', 1, 2.5]]);
   const extra = await queryFile(staging, `SELECT count(*) AS n FROM per_subject WHERE value_column = 'extra'`);
   t.is(Number(extra[0]!['n']), 6);
+});
+
+test('a derived extractor waits while another process holds the warehouse, then snapshots it', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const warehouse = path.join(dir, 'warehouse.duckdb');
+  const staging = path.join(dir, 'staging', 'rankings.duckdb');
+  await createWarehouse(warehouse, demsarRuns());
+  const holder = spawn(process.execPath, [path.join(projectRoot, 'test/fixtures/derived/hold-warehouse.mjs'), warehouse, '1500'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => holder.kill('SIGKILL'));
+  let holderOut = '';
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout.on('data', (chunk: Buffer) => {
+      holderOut += chunk.toString();
+      if (holderOut.includes('locked')) resolve();
+    });
+    holder.on('exit', () => reject(new Error(`holder exited early: ${holderOut}`)));
+  });
+  const result = await runExtractorChild('rankings', {
+    warehouse,
+    staging,
+    options: { metric: 'auc', method_params: ['classifier'], dataset_params: ['dataset'] },
+  });
+  t.is(result.code, 0, result.stderr);
+  t.true(
+    result.messages.some((m) => m.type === 'log' && /warehouse .* is locked .*waiting/.test(m.msg)),
+    'the run log says it waited for the warehouse',
+  );
+  t.true(holderOut.includes('released'));
+  const rows = await queryFile(staging, 'SELECT count(*) AS n FROM rankings');
+  t.is(Number(rows[0]!['n']), 4);
+  // The private copy is gone after the run.
+  t.deepEqual(readdirSync(path.dirname(staging)).filter((name) => name.includes('warehouse-snapshot')), []);
 });
