@@ -54,6 +54,7 @@ export function isExtractor(value: unknown): value is Extractor<unknown> {
   );
 }
 
+/** A failure whose message says everything (bad options, failed validation, memory): printed without a stack. */
 class UsageError extends Error {
   override name = 'UsageError';
 }
@@ -118,7 +119,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     const ledger = await UnitLedger.open(session);
     if (ledger.committedUnits > 0) channel.log('info', `resuming: ${ledger.committedUnits} units were committed by earlier attempts and will be skipped`);
     if (rssLimitBytes !== undefined) {
-      selfCheck = startMemorySelfCheck({ rssLimitBytes, duckdbMemory: () => session.duckdbMemoryBytes(), onExceeded: fail });
+      selfCheck = startMemorySelfCheck({ rssLimitBytes, duckdbMemory: () => session.duckdbMemoryBytes(), onExceeded: (error) => fail(new UsageError(error.message)) });
       await Promise.race([selfCheck.checkNow(), fatal]);
     }
     const meta = {
@@ -144,7 +145,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     const report = validate(state.expectation, { units: ledger.committedUnits, skipped: state.skipped.length, tableRows });
     await session.close({ checkpoint: true });
     closed = true;
-    if (!report.ok) throw new Error(validationFailureMessage(report));
+    if (!report.ok) throw new UsageError(validationFailureMessage(report));
     await channel.ready({
       tables: Object.keys(tableRows),
       rows: Object.values(tableRows).reduce((sum, rows) => sum + rows, 0),
