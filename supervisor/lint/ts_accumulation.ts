@@ -2,7 +2,7 @@
 // outside a loop, grown inside it and not cleared inside it; and the one-shot write that follows.
 import ts from 'typescript';
 import type { RuleContext } from './ts_context.js';
-import type { RawFinding } from './types.js';
+import { describeSource, type ProgressFacts } from './ts_progress.js';
 import {
   callName,
   type CollectionEvent,
@@ -11,6 +11,7 @@ import {
   iteratesLiteral,
   type LoopNode,
   receiverVariable,
+  rootVariable,
   type ScopeFacts,
   stringsIn,
 } from './ts_syntax.js';
@@ -19,7 +20,7 @@ const GROWTH_METHODS = new Set(['push', 'unshift', 'set', 'concat']);
 const SELF_WRITE_METHODS = new Set(['insertInto', 'writeTo', 'toSql', 'toParquet']);
 
 /** Why: the incident's root cause — every row held in memory until one write at the end. */
-export function checkAccumulation(context: RuleContext, scope: ScopeFacts): void {
+export function checkAccumulation(context: RuleContext, scope: ScopeFacts, facts: ProgressFacts): void {
   const events = scope.events;
   const creations = events.filter((event) => event.kind === 'create');
   const reported = new Set<string>();
@@ -36,15 +37,25 @@ export function checkAccumulation(context: RuleContext, scope: ScopeFacts): void
       (other) => other.name === event.name && other !== creation && ['reset', 'create', 'rebind'].includes(other.kind),
     );
     if (resets.some((reset) => reset.loops.includes(innermost))) continue;
-    reported.add(key);
     const later = resets.filter((reset) => reset.node.getStart(context.sourceFile) >= innermost.end);
+    const write = findBulkWrite(context, scope, event.name, innermost, later[0]);
+    const extraction = growthLoops.some((loop) => describeSource(context, loop, facts) !== undefined);
+    if (!extraction && write === undefined) continue; // an in-memory computation, not an extraction loop
+    reported.add(key);
     const fate = later.length > 0 ? `only cleared after the loop (line ${context.lineOf(later[0]!.node)})` : 'never cleared';
     context.report(
       event.node,
       'unbounded-accumulation',
       `\`${event.name}\` (created at line ${context.lineOf(creation.node)}) grows inside the loop at line ${context.lineOf(innermost)} and is ${fate}; flush and clear it when it reaches a size threshold inside the loop`,
     );
-    checkBulkWrite(context, scope, event.name, innermost, later[0], { line: context.lineOf(event.node), rule: 'unbounded-accumulation' });
+    if (write !== undefined) {
+      context.report(
+        write,
+        'bulk-write-after-loop',
+        `writes \`${event.name}\`, accumulated by the loop at line ${context.lineOf(innermost)}, in one go after the loop; write in bounded batches inside the loop instead`,
+        { line: context.lineOf(event.node), rule: 'unbounded-accumulation' },
+      );
+    }
   }
 }
 
@@ -56,14 +67,14 @@ function latestBefore(creations: readonly CollectionEvent[], event: CollectionEv
   return found;
 }
 
-function checkBulkWrite(
+/** The first call after `loop` that writes `name` (or something derived from it) in one go. */
+function findBulkWrite(
   context: RuleContext,
   scope: ScopeFacts,
   name: string,
   loop: LoopNode,
   stop: CollectionEvent | undefined,
-  cause: RawFinding['cause'],
-): void {
+): ts.CallExpression | undefined {
   const stopAt = stop === undefined ? Number.POSITIVE_INFINITY : stop.node.pos;
   const after = descendants(scope.root).filter((node) => node.pos >= loop.end && node.pos < stopAt);
   const derived = new Set([name]);
@@ -71,7 +82,9 @@ function checkBulkWrite(
     if (ts.isVariableDeclaration(node) && node.initializer !== undefined && intersects(identifiersIn(node.initializer), derived)) {
       for (const bound of identifiersIn(node.name)) derived.add(bound);
     }
-    if ((ts.isForOfStatement(node) || ts.isForInStatement(node)) && intersects(identifiersIn(node.expression), derived)) {
+    // `for (const row of rows)` (or rows.entries()/values()) walks the collection itself
+    const iterated = ts.isForOfStatement(node) || ts.isForInStatement(node) ? rootVariable(node.expression) : undefined;
+    if (iterated !== undefined && derived.has(iterated) && (ts.isForOfStatement(node) || ts.isForInStatement(node))) {
       for (const bound of identifiersIn(node.initializer)) derived.add(bound);
     }
   }
@@ -90,16 +103,9 @@ function checkBulkWrite(
       stringsIn(node).some(
         (sql) => /\b(insert|create\s+table|copy)\b/i.test(sql) && [...derived].some((d) => new RegExp(`\\b${d}\\b`).test(sql)),
       );
-    if (writesArgument || writesSelf || sqlScan) {
-      context.report(
-        node,
-        'bulk-write-after-loop',
-        `writes \`${name}\`, accumulated by the loop at line ${context.lineOf(loop)}, in one go after the loop; write in bounded batches inside the loop instead`,
-        cause,
-      );
-      return;
-    }
+    if (writesArgument || writesSelf || sqlScan) return node;
   }
+  return undefined;
 }
 
 function intersects(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

@@ -48,7 +48,7 @@ export function lintTypeScriptSource(file: string, text: string, matchers: Match
   const context = new RuleContext(sourceFile, matchers);
   const progressFacts = collectProgressFacts(context);
   for (const scope of collectScopes(sourceFile)) {
-    checkAccumulation(context, scope);
+    checkAccumulation(context, scope, progressFacts);
     checkProgress(context, scope, progressFacts);
   }
   checkMaterialize(context);

@@ -6,11 +6,12 @@ import { callName, descendants, isLoop, loopIterable, stringsIn, unwrap } from '
 
 /** Queries whose full result is small by construction (counts, LIMIT n, catalog lookups). */
 export const CHEAP_QUERY =
-  /\blimit\s+\d+|^\s*select\s+(count|sum|min|max|avg)\s*\([^)]*\)\s*(as\s+\w+\s*)?(from\s+\w+)?\s*;?\s*$|sqlite_master|information_schema|^\s*pragma\b|duckdb_\w+\s*\(/i;
+  /\blimit\s+\d+|^\s*select\s+(count|sum|min|max|avg|coalesce\s*\(\s*sum)\s*\((?![^;]*\bgroup\s+by\b)|sqlite_master|information_schema|^\s*pragma\b|duckdb_\w+\s*\(/i;
 
 const RUN_ITERATOR_NAME = /runs|experiments|metric|histor|artifacts|rows|iterate|search/i;
 const WHOLE_FILE_READS = new Set(['readFileSync', 'readFile']);
-const WHOLE_RESULT_CALLS = new Set(['runAndReadAll', 'fetchall', 'fetchAll', 'readAll']);
+// DuckDB's runAndReadAll is the everyday query call (scalars, catalog lookups), so it is not listed.
+const WHOLE_RESULT_CALLS = new Set(['fetchall', 'fetchAll']);
 
 function producesRuns(context: RuleContext, expression: ts.Expression): boolean {
   let expr = unwrap(expression);

@@ -10,6 +10,8 @@ export interface ProgressFacts {
   progressFunctions: ReadonlySet<string>;
   /** Variables bound to a source call: `const runs = client.searchRuns(...)`. */
   sourceVariables: ReadonlySet<string>;
+  /** Local functions called from a loop that reports progress: their own loops are covered by it. */
+  coveredFunctions: ReadonlySet<string>;
 }
 
 function isSourceCall(context: RuleContext, node: ts.Node): node is ts.CallExpression {
@@ -63,10 +65,20 @@ export function collectProgressFacts(context: RuleContext): ProgressFacts {
       if (descendants(node.initializer).some((inner) => isSourceCall(context, inner))) sourceVariables.add(node.name.text);
     }
   }
-  return { progressFunctions, sourceVariables };
+  const coveredFunctions = new Set<string>();
+  for (const node of all) {
+    if (!isLoop(node) || !loopBodyParts(node).some((part) => containsProgress(context, part, progressFunctions))) continue;
+    for (const inner of descendants(node)) {
+      if (!ts.isCallExpression(inner)) continue;
+      const called = callName(inner);
+      if (called !== undefined) coveredFunctions.add(called.name);
+    }
+  }
+  return { progressFunctions, sourceVariables, coveredFunctions };
 }
 
-function describeSource(context: RuleContext, loop: LoopNode, facts: ProgressFacts): string | undefined {
+/** Why: shared with the accumulation rule — what extraction source a loop iterates, if any. */
+export function describeSource(context: RuleContext, loop: LoopNode, facts: ProgressFacts): string | undefined {
   const iterable = loopIterable(loop);
   if (iterable !== undefined) {
     for (const node of descendants(iterable)) {
@@ -91,6 +103,8 @@ function describeSource(context: RuleContext, loop: LoopNode, facts: ProgressFac
 
 /** Why: a loop over a large source without progress is what ran 24 hours unnoticed. */
 export function checkProgress(context: RuleContext, scope: ScopeFacts, facts: ProgressFacts): void {
+  const scopeName = functionName(scope.root);
+  if (scopeName !== undefined && facts.coveredFunctions.has(scopeName)) return;
   const reported = new Set<LoopNode>();
   for (const loop of scope.loops) {
     const source = describeSource(context, loop, facts);
