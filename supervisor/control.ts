@@ -34,6 +34,9 @@ export interface JobStatus {
   rss_bytes: number | null;
   swap_bytes: number | null;
   in_config: boolean;
+  /** Cron expression, if the job has one, and when it fires next. */
+  schedule: string | null;
+  next_scheduled_at: string | null;
 }
 
 export interface StatusView {

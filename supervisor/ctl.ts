@@ -203,7 +203,7 @@ function formatStatus(status: StatusView): string {
       job.eta_ms !== null ? formatDuration(job.eta_ms) : '-',
       rssText,
       live ? formatDuration(job.uptime_ms) : run?.ended_at ? `ended ${since(run.ended_at, now)} ago` : '-',
-      job.queued ? `${job.queued.attempt > 1 ? 'retry' : 'start'} ${shortTime(next)}` : '-',
+      job.queued ? `${job.queued.attempt > 1 ? 'retry' : 'start'} ${shortTime(next)}` : job.next_scheduled_at ? `cron ${shortTime(job.next_scheduled_at)}` : '-',
       note.replace(/\s+/g, ' ').slice(0, 70),
     ];
   });

@@ -1,7 +1,12 @@
 // The daemon: owns the config, the history, the scheduler, the live runs and the control server, and
 // drives each run through queued → starting → running → publishing → succeeded | failed | killed | interrupted.
 // Everything that can blow up (extractors, commands, the publisher) runs in a supervised child.
-import { mkdirSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { AlertDispatcher, type AlertPayload } from './alerts.js';
+import { startHttpServer, type HttpServerHandle } from './http.js';
+import { DaemonMetrics } from './metrics.js';
+import { JobSchedules, skipIfStillRunning } from './schedule.js';
+import { createWebHandler, type WebHandler } from './web.js';
 import path from 'node:path';
 import { diffConfigs, loadConfig } from './config.js';
 import { ControlError, createControlHandler, listenControlSocket, type ControlServer, type ControlTarget, type JobStatus, type RunDetail, type StatusView } from './control.js';
@@ -13,7 +18,7 @@ import { isSameProcessAlive, killLeftoverRun } from './recovery.js';
 import { retryDelay, retryReasonFor } from './retry.js';
 import { startRun as realStartRun } from './run.js';
 import { safeName, Scheduler } from './scheduler.js';
-import { terminalStates, type DaemonConfig, type JobConfig, type KillReason, type Progress, type RunHandle, type RunObserver, type RunOutcome, type RunSpec, type RunState, type Sample } from './types.js';
+import { terminalStates, type AlertEventKind, type DaemonConfig, type JobConfig, type KillReason, type Progress, type RunHandle, type RunObserver, type RunOutcome, type RunSpec, type RunState, type Sample } from './types.js';
 import { childEnv } from '../extractors/sdk/protocol.js';
 
 /** systemd/daemon variables a child must not inherit (it would talk to systemd as if it were us). */
@@ -53,6 +58,8 @@ interface LiveRun {
   progressTimer: NodeJS.Timeout | undefined;
   lastSample: Sample | null;
   stop: { reason: KillReason; detail: string; shutdown: boolean } | null;
+  /** The measured value and limit of the kill decision, for alerts. */
+  kill: { measured: number | null; limit: number | null } | null;
   /** Resolves when the run reached a terminal state. */
   ended: Promise<RunRow>;
   resolveEnded: (row: RunRow) => void;
@@ -89,6 +96,13 @@ export class Daemon implements ControlTarget {
   private resolveFinished!: (summary: OnceSummary) => void;
   private shutdownPromise: Promise<void> | null = null;
   private readonly onStatus: (line: string) => void;
+  /** Prometheus series (served on control.http /metrics). */
+  readonly metrics = new DaemonMetrics();
+  private readonly alerts: AlertDispatcher;
+  private readonly schedules: JobSchedules;
+  private http: HttpServerHandle | null = null;
+  private historyOpen = true;
+  private web: WebHandler | null = null;
 
   private constructor(options: DaemonOptions, lock: DaemonLock, history: History) {
     this.config = options.config;
@@ -97,6 +111,29 @@ export class Daemon implements ControlTarget {
     this.startRunImpl = options.startRun ?? realStartRun;
     this.env = options.env ?? process.env;
     this.onStatus = options.onStatus ?? (() => {});
+    this.alerts = new AlertDispatcher(
+      this.config.alerts,
+      (delivery) => {
+        this.metrics.recordAlert(delivery.ok);
+        if (!this.historyOpen) return;
+        this.history.addEvent({
+          kind: 'alert',
+          message: `${delivery.kind} → ${delivery.alert}: ${delivery.ok ? 'delivered' : 'FAILED'} (${delivery.detail}, try ${delivery.attempt})`,
+          data: delivery,
+        });
+      },
+      { env: this.env },
+    );
+    this.schedules = new JobSchedules(
+      skipIfStillRunning(
+        (job) => this.jobHasPendingRun(job),
+        (job) => {
+          if (!this.shuttingDown) this.scheduler.enqueueStart(job, 'schedule');
+        },
+        (job) => this.history.addEvent({ job, kind: 'schedule_skip', message: `scheduled start skipped: job '${job}' is still running or queued` }),
+      ),
+      { onError: (job, error) => this.log.error('schedule tick failed', { job, error: String(error) }) },
+    );
     this.lock = lock;
     this.history = history;
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
@@ -126,7 +163,14 @@ export class Daemon implements ControlTarget {
       daemon = new Daemon(options, lock, history);
       // Recover before listening: once the socket answers, no leftover of a crashed daemon is alive.
       await daemon.recover();
-      daemon.control = await listenControlSocket(config.control.socket, createControlHandler(daemon));
+      const controlHandler = createControlHandler(daemon);
+      daemon.control = await listenControlSocket(config.control.socket, controlHandler);
+      if (config.control.http) {
+        daemon.web = createWebHandler(controlHandler, () => daemon!.status());
+        daemon.http = await startHttpServer({ listen: config.control.http, token: config.control.http_token, handler: daemon.web }, daemon.metrics);
+        daemon.log.info('http listening (metrics, web page, API)', { address: `${daemon.http.address.host}:${daemon.http.address.port}` });
+      }
+      if (!daemon.once) daemon.applySchedules();
       daemon.history.addEvent({ kind: 'daemon', message: `duckvisord started (pid ${process.pid}, config ${config.file})` });
       if (daemon.once) {
         for (const job of config.jobs.values()) {
@@ -185,6 +229,8 @@ export class Daemon implements ControlTarget {
         rss_bytes: liveRun?.lastSample?.rss ?? null,
         swap_bytes: liveRun?.lastSample?.swap ?? null,
         in_config: this.config.jobs.has(name),
+        schedule: job.schedule ?? null,
+        next_scheduled_at: this.schedules.nextRun(name)?.toISOString() ?? null,
       });
     }
     return {
@@ -299,6 +345,9 @@ export class Daemon implements ControlTarget {
       throw new ControlError(422, `reload refused: ${fixed.join(' and ')} cannot change while the daemon runs; restart duckvisord to apply`);
     }
     this.config = next;
+    this.alerts.setConfig(next.alerts);
+    if (!this.once) this.applySchedules();
+    for (const name of [...this.live.values()].map((run) => run.job.name)) if (!next.jobs.has(name)) this.log.warn(`job '${name}' was removed from the config; its live run continues`);
     this.history.addEvent({ kind: 'reload', message: changes.length ? changes.join('\n') : 'no changes', data: { changes } });
     this.log.info(`configuration reloaded: ${changes.length} change(s)`, { changes: changes.length ? changes : undefined });
     this.scheduler.poke();
@@ -346,9 +395,14 @@ export class Daemon implements ControlTarget {
     if (this.closed) return;
     this.closed = true;
     this.scheduler.stop();
+    this.schedules.stopAll();
+    await this.alerts.drain(5000);
+    this.web?.close();
+    await this.http?.close();
     this.history.addEvent({ kind: 'daemon', message: `duckvisord stopped (pid ${process.pid})` });
     const summary = this.onceSummary();
     await this.control?.close();
+    this.historyOpen = false;
     this.history.close();
     this.lock.release();
     this.resolveFinished(summary);
@@ -377,6 +431,7 @@ export class Daemon implements ControlTarget {
       progressTimer: undefined,
       lastSample: null,
       stop: null,
+      kill: null,
       ended,
       resolveEnded,
       log: this.log.child({ job: job.name, run: row.id }),
@@ -483,6 +538,7 @@ export class Daemon implements ControlTarget {
         guard('sample', () => {
           if (publisher) return;
           liveRun.lastSample = sample;
+          this.metrics.recordSample(job, sample, liveRun.job.limits);
           this.history.addSample(runId, sample);
         }),
       progress: (progress) =>
@@ -517,9 +573,11 @@ export class Daemon implements ControlTarget {
         guard('warning', () => {
           this.history.addEvent({ runId, job, kind: 'warning', message: `${prefix}${kind} at ${Math.round((measured / limit) * 100)}% of its limit`, measured, limit, data: { reason: kind } });
           liveRun.log.warn(`${kind} warning`, { measured, limit });
+          this.alert(kind === 'stalled' ? 'stalled_warning' : 'warning', liveRun, { reason: kind, measured, limit, detail: `${kind} at ${Math.round((measured / limit) * 100)}% of its limit` });
         }),
       killing: (reason, measured, limit, detail) =>
         guard('kill', () => {
+          liveRun.kill = { measured, limit };
           this.history.addEvent({ runId, job, kind: 'kill', message: `${prefix}killing (${reason}): ${detail}`, measured, limit, data: { reason } });
           liveRun.log.warn(`${prefix}killing (${reason}): ${detail}`, { measured: measured ?? undefined, limit: limit ?? undefined });
         }),
@@ -693,6 +751,10 @@ export class Daemon implements ControlTarget {
     this.history.releaseSamples(liveRun.id);
     const row = this.endRun(liveRun.id, update, describeEnd(update));
     liveRun.log[update.state === 'succeeded' ? 'info' : 'warn'](describeEnd(update));
+    if (![...this.live.values()].some((run) => run.job.name === liveRun.job.name)) this.metrics.clearJob(liveRun.job.name);
+    const kinds: Partial<Record<RunState, AlertEventKind>> = { killed: 'killed', failed: 'failed', succeeded: 'succeeded', interrupted: 'interrupted' };
+    const kind = kinds[row.state];
+    if (kind) this.alert(kind, liveRun, { reason: row.reason, detail: row.detail, measured: liveRun.kill?.measured ?? null, limit: liveRun.kill?.limit ?? null });
     liveRun.resolveEnded(row);
     this.scheduler.poke();
     this.checkOnceDone();
@@ -703,6 +765,7 @@ export class Daemon implements ControlTarget {
     const ended = { ...update, ended_at: Date.now() };
     this.history.updateRunWithEvent(runId, ended, { runId, job: this.history.getRun(runId)?.job ?? null, kind: 'state', message, data: { state: update.state, reason: update.reason ?? null } });
     const row = this.history.getRun(runId)!;
+    this.metrics.recordRunEnd(row.job, row.state, row.reason);
     this.maybeRetry(row);
     this.emitStatus();
     return this.history.getRun(runId)!;
@@ -712,7 +775,10 @@ export class Daemon implements ControlTarget {
     const live = [...this.live.values()];
     const running = live.filter((run) => run.phase !== 'publishing').length;
     const publishing = live.length - running;
-    this.onStatus(`${running} running, ${publishing} publishing, ${this.scheduler.pending().length} queued`);
+    const queued = this.scheduler.pending().length;
+    this.metrics.setLive(live.length);
+    this.metrics.setQueue(queued);
+    this.onStatus(`${running} running, ${publishing} publishing, ${queued} queued`);
   }
 
   private maybeRetry(row: RunRow): void {
@@ -724,6 +790,7 @@ export class Daemon implements ControlTarget {
     if (delay === null) {
       if (job.retries.on.includes(reason)) {
         this.history.addEvent({ runId: row.id, job: row.job, kind: 'retries_exhausted', message: `no retry: ${row.attempt} attempt(s) made, retries.max is ${job.retries.max}` });
+        this.alerts.dispatch('retries_exhausted', { ...this.alertPayloadFor(row), detail: `gave up after ${row.attempt} attempt(s): ${row.detail ?? row.state}` });
       }
       return;
     }
@@ -779,6 +846,7 @@ export class Daemon implements ControlTarget {
       progressTimer: undefined,
       lastSample: null,
       stop: null,
+      kill: null,
       ended,
       resolveEnded,
       log: this.log.child({ job: job.name, run: row.id }),
@@ -792,6 +860,40 @@ export class Daemon implements ControlTarget {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** (Re)installs cron schedules from the current config; removed jobs lose theirs. */
+  private applySchedules(): void {
+    for (const job of this.config.jobs.values()) {
+      try {
+        this.schedules.set(job.name, job.schedule);
+      } catch (error) {
+        this.log.error(`schedule of job '${job.name}' not applied`, { error: (error as Error).message });
+      }
+    }
+    for (const name of this.schedules.jobs()) if (!this.config.jobs.has(name)) this.schedules.set(name, undefined);
+  }
+
+  private alertPayloadFor(row: RunRow): AlertPayload {
+    return {
+      job: row.job,
+      run: row.id,
+      attempt: row.attempt,
+      reason: row.reason,
+      detail: row.detail,
+      progress: row.progress_done === null ? null : { done: row.progress_done, total: row.progress_total, unit: row.progress_unit ?? 'items' },
+      logTail: row.log_path ? lastLines(row.log_path, 20) : [],
+    };
+  }
+
+  private alert(kind: AlertEventKind, liveRun: LiveRun, extra: Partial<AlertPayload>): void {
+    try {
+      const row = this.history.getRun(liveRun.id);
+      if (!row) return;
+      this.alerts.dispatch(kind, { ...this.alertPayloadFor(row), ...extra });
+    } catch (error) {
+      liveRun.log.error('could not dispatch an alert', { kind, error: (error as Error).message });
+    }
+  }
 
   private requireJob(name: string): JobConfig {
     const job = this.config.jobs.get(name);
@@ -821,6 +923,25 @@ export class Daemon implements ControlTarget {
       if (latest) runs.push(runView(latest));
     }
     return { ok: runs.length === this.onceJobs.size && runs.every((run) => run.state === 'succeeded'), runs };
+  }
+}
+
+/** The last `count` lines of a (log) file, reading at most its last 64 KiB. */
+function lastLines(file: string, count: number): string[] {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return [];
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, 64 * 1024);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    return buffer.toString('utf8').split('\n').filter((line) => line !== '').slice(-count);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -276,3 +276,52 @@ test('a second SIGTERM forces: the group of a child that ignores SIGTERM is SIGK
   t.teardown(() => db.close());
   t.like(db.prepare('SELECT state, reason, detail, signal FROM runs WHERE id = ?').get(running.id) as any, { state: 'interrupted', reason: 'shutdown', detail: 'daemon shutdown', signal: 'SIGKILL' });
 });
+
+test('run ends reach alert hooks and /metrics: a failed run delivers a JSON event to a command hook, recorded in history', async (t) => {
+  const alertsFile = path.join(writeConfig('  x:\n    command: [true]\n').dir, 'alerts.jsonl');
+  const paths = writeConfig(
+    `  broken:
+    command: ${node('exit-code.mjs', '4')}
+    heartbeat: none
+    autostart: false
+`,
+    `alerts:
+  - on: [failed, retries_exhausted]
+    command: [node, ${JSON.stringify(fixture('record-alert.mjs'))}, ${JSON.stringify(alertsFile)}]
+defaults:
+  retries: {max: 0, backoff: 1s, factor: 2, max_backoff: 1s, jitter: 0, on: [crash]}
+`,
+  );
+  writeFileSync(paths.config, readFileSync(paths.config, 'utf8').replace('  socket: ./run/dv.sock', '  socket: ./run/dv.sock\n  http: 127.0.0.1:0'));
+  const daemon = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const { run } = await ctlJson(paths.config, 'start', 'broken');
+  const lines = await waitFor(() => {
+    try {
+      const text = readFileSync(alertsFile, 'utf8').trim().split('\n');
+      return text.length >= 2 ? text.map((line) => JSON.parse(line)) : null;
+    } catch {
+      return null;
+    }
+  }, 30_000, 'two alert deliveries');
+  const failed = lines.find((event: any) => event.event === 'failed');
+  t.like(failed, { job: 'broken', run: run.id, attempt: 1, reason: 'crash', env_job: 'broken' });
+  t.true(failed.log_tail.some((line: string) => /exiting with 4/.test(line)));
+  t.truthy(lines.find((event: any) => event.event === 'retries_exhausted'));
+  const recorded = await waitFor(async () => {
+    const db = new Database(path.join(paths.stateDir, 'history.sqlite'), { readonly: true });
+    try {
+      const rows = db.prepare("SELECT message FROM events WHERE kind = 'alert'").all() as any[];
+      return rows.length >= 2 ? rows : null;
+    } finally {
+      db.close();
+    }
+  }, 10_000, 'alert deliveries recorded as events');
+  t.true(recorded.every((row: any) => /delivered/.test(row.message)));
+  const address = /http listening.*address=([\d.]+:\d+)/.exec(daemon.output())?.[1];
+  t.truthy(address, daemon.output());
+  const metrics = await (await fetch(`http://${address}/metrics`)).text();
+  t.regex(metrics, /job="broken"/);
+  await ctlJson(paths.config, 'shutdown');
+  t.is((await daemon.exited).code, 0);
+});
