@@ -7,6 +7,9 @@ export const builtinExtractors: Readonly<Record<string, string>> = {
   top_models: './builtin/top-models.js',
   per_subject: './builtin/per-subject.js',
   // 'mlflow-runs': './builtin/mlflow-runs.js',
+  'mlflow-runs': './builtin/mlflow-runs.js',
+  'mlflow-metric-history': './builtin/mlflow-metric-history.js',
+  'mlflow-artifacts': './builtin/mlflow-artifacts.js',
 };
 
 // Why: run-extractor accepts either a built-in name or a module path; this answers "is it built in?".

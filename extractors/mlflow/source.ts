@@ -1,6 +1,7 @@
 // Picks the reader for a source by MLflow's own conventions: a path or file: URI → file store;
-// sqlite:///path/mlflow.db → SQL store; http(s):// → tracking server; unset → MLFLOW_TRACKING_URI.
+// sqlite:///path/mlflow.db (or a plain path to a SQLite file) → SQL store; http(s):// → tracking server; unset → MLFLOW_TRACKING_URI.
 // Relative paths resolve against the working directory (for a duckvisor job: the config's folder).
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileStoreReader } from './file-store.js';
@@ -36,5 +37,23 @@ export async function openSource(source: string | undefined, options: SourceOpti
   if (/^[A-Za-z][A-Za-z0-9+.-]+:/.test(uri)) {
     throw new Error(`unsupported MLflow source ${uri}: use a path or file: URI (file store), sqlite:///… (SQL store) or http(s):// (tracking server); other databases can be read through their tracking server`);
   }
+  if (isSqliteFile(uri)) return SqlStoreReader.open(uri, { artifactRoot: options.artifactRoot });
   return FileStoreReader.open(uri, { onWarning: options.onWarning });
+}
+
+/** A plain path naming a SQLite file (header "SQLite format 3") is read as a SQL store. */
+function isSqliteFile(file: string): boolean {
+  try {
+    if (!statSync(file).isFile()) return false;
+    const fd = openSync(file, 'r');
+    try {
+      const header = Buffer.alloc(16);
+      readSync(fd, header, 0, 16, 0);
+      return header.toString('latin1').startsWith('SQLite format 3');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
 }
