@@ -41,6 +41,7 @@ export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private dispatching = false;
+  private again = false;
 
   constructor(
     private readonly history: History,
@@ -106,10 +107,18 @@ export class Scheduler {
 
   /** Dispatches due runs now and re-arms the timer for the next not-before time. */
   poke(): void {
-    if (this.stopped || this.dispatching) return;
+    if (this.stopped) return;
+    if (this.dispatching) {
+      // Called from inside a dispatch (a launch failed and queued its retry): go round once more.
+      this.again = true;
+      return;
+    }
     this.dispatching = true;
     try {
-      this.dispatch();
+      do {
+        this.again = false;
+        this.dispatch();
+      } while (this.again && !this.stopped);
     } finally {
       this.dispatching = false;
     }

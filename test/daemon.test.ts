@@ -325,3 +325,39 @@ defaults:
   await ctlJson(paths.config, 'shutdown');
   t.is((await daemon.exited).code, 0);
 });
+
+test('recovery: adopt keeps a crashed daemon\'s live run under supervision instead of killing it', async (t) => {
+  // A child that writes nothing: a chatty one would die of EPIPE on its stdout pipe when the daemon dies.
+  const paths = writeConfig(
+    `  quiet:
+    command: [node, -e, "setInterval(() => {}, 1000)"]
+    heartbeat: none
+    autostart: true
+`,
+    'recovery: adopt\ndefaults:\n  stop_grace: 2s\n',
+  );
+  const first = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(first.child.pid));
+  const running = await waitFor(async () => {
+    const status = await ctlJson(paths.config, 'status');
+    return status.jobs[0].run?.state === 'running' ? status.jobs[0].run : null;
+  }, 20_000, 'quiet to run');
+  t.teardown(() => {
+    if (isSameProcessAlive(running.pid, running.pid_start_time)) killQuietly(running.pid);
+  });
+  first.child.kill('SIGKILL');
+  await first.exited;
+  const second = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(second.child.pid));
+  t.true(isSameProcessAlive(running.pid, running.pid_start_time), 'the adopted process was left running');
+  const status = await ctlJson(paths.config, 'status');
+  t.is(status.jobs[0].run.id, running.id);
+  t.is(status.jobs[0].run.state, 'running');
+  const detail = await ctlJson(paths.config, 'show', running.id);
+  t.true(detail.events.some((e: any) => e.kind === 'recovery' && /adopted/.test(e.message)));
+  const stopped = await ctlJson(paths.config, 'stop', 'quiet');
+  t.like(stopped.runs[0], { id: running.id, state: 'killed', reason: 'operator' });
+  t.false(isSameProcessAlive(running.pid, running.pid_start_time));
+  await ctlJson(paths.config, 'shutdown');
+  t.is((await second.exited).code, 0);
+});
