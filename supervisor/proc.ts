@@ -20,6 +20,10 @@ export interface ProcStat {
   stime: number;
   /** Ticks since boot when the process started; with the pid it identifies a process across pid reuse. */
   startTime: string;
+  /** Number of threads (field 20). */
+  threads: number;
+  /** Resident set size in bytes (field 24 × page size; the same counter as VmRSS). */
+  rss: number;
 }
 
 /** Memory figures from /proc/<pid>/status, in bytes. */
@@ -30,6 +34,26 @@ export interface ProcMemory {
 }
 
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
+
+// The rss field of stat is in pages; the page size is read once from our own smaps (no getconf spawn).
+function detectPageSize(): number {
+  try {
+    const fd = openSync('/proc/self/smaps', 'r');
+    try {
+      const n = readSync(fd, readBuffer, 0, 4096, null);
+      const match = /KernelPageSize:\s*(\d+) kB/.exec(readBuffer.toString('latin1', 0, n));
+      if (match) return Number(match[1]) * 1024;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // fall through
+  }
+  return 4096;
+}
+
+/** Bytes per page, for the rss field of /proc/<pid>/stat. */
+export const PAGE_SIZE = detectPageSize();
 
 // One open/read/close with a shared buffer: cheaper than readFileSync, which stats the file first.
 /** Reads a small /proc file as text; null when it does not exist (the process is gone) or cannot be read. */
@@ -80,6 +104,8 @@ export function parseStat(text: string): ProcStat | null {
     utime: Number(rest[11]),
     stime: Number(rest[12]),
     startTime: rest[19]!,
+    threads: Number(rest[17]),
+    rss: Number(rest[21]) * PAGE_SIZE,
   };
 }
 
@@ -200,6 +226,20 @@ export function processGroupsCached(maxAgeMs: number, now = Date.now()): Map<num
   return cachedGroups.groups;
 }
 
+let swapCache: { at: number; used: boolean } | null = null;
+
+// VmSwap needs /proc/<pid>/status, the most expensive read per process; when no byte of swap is in use
+// on the host, every VmSwap is 0 and the sampler can skip status entirely.
+/** Whether any swap is in use on the host (/proc/meminfo SwapTotal - SwapFree > 0); shared cache of `maxAgeMs`. */
+export function hostSwapInUse(maxAgeMs = 200, now = Date.now()): boolean {
+  if (swapCache && now - swapCache.at <= maxAgeMs && now >= swapCache.at) return swapCache.used;
+  const text = readProcText('/proc/meminfo') ?? '';
+  const total = kilobytesField(`\n${text}`, 'SwapTotal');
+  const free = kilobytesField(`\n${text}`, 'SwapFree');
+  swapCache = { at: now, used: total - free > 0 };
+  return swapCache.used;
+}
+
 /** Writes /proc/<pid>/oom_score_adj; false when the kernel refused (EACCES, gone). */
 export function setOomScoreAdj(pid: number, value: number): boolean {
   try {
@@ -207,5 +247,124 @@ export function setOomScoreAdj(pid: number, value: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+function preadText(fd: number): string | null {
+  try {
+    const n = readSync(fd, readBuffer, 0, readBuffer.length, 0);
+    return n === readBuffer.length ? null : readBuffer.toString('latin1', 0, n);
+  } catch {
+    return null;
+  }
+}
+
+function openOrNegative(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch {
+    return -1;
+  }
+}
+
+function closeQuietly(fd: number): void {
+  if (fd < 0) return;
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
+
+/** How often the task list of a multi-threaded process is re-read for its children files, ms. */
+export const TASK_LIST_MAX_AGE_MS = 2000;
+
+// Opening a /proc file costs a path walk and two extra syscalls; re-reading an fd already open (pread
+// at offset 0) costs one, which is what makes sampling 50 runs 4×/s cheap. An open /proc/<pid> fd is
+// bound to that very process: once it dies, reads fail, even if the pid is reused, so a held handle
+// can never report on a stranger.
+/** The /proc files of one process, kept open and re-read. Call close() when the process is forgotten. */
+export class ProcHandle {
+  private statusFd = -1;
+  private readonly taskFds = new Map<string, number>();
+  private tasksListedAt = Number.NEGATIVE_INFINITY;
+  private tasksListedFor = 0;
+
+  private constructor(
+    readonly pid: number,
+    private statFd: number,
+  ) {}
+
+  /** Opens the process's stat file; null when the process does not exist. */
+  static open(pid: number): ProcHandle | null {
+    const fd = openOrNegative(`/proc/${pid}/stat`);
+    return fd < 0 ? null : new ProcHandle(pid, fd);
+  }
+
+  /** Current stat; null once the process is gone (reaped). */
+  stat(): ProcStat | null {
+    if (this.statFd < 0) return null;
+    const text = preadText(this.statFd);
+    return text === null ? null : parseStat(text);
+  }
+
+  /** VmSwap in bytes (opens status on first use); 0 when unreadable. */
+  swap(): number {
+    if (this.statusFd < 0) this.statusFd = openOrNegative(`/proc/${this.pid}/status`);
+    const text = this.statusFd < 0 ? null : preadText(this.statusFd);
+    return text === null ? 0 : parseStatusMemory(text).swap;
+  }
+
+  /** Direct children; the task list is re-read when the thread count changes or every 2 s. */
+  children(threads: number, now = Date.now()): number[] {
+    if (threads !== this.tasksListedFor || now - this.tasksListedAt > TASK_LIST_MAX_AGE_MS) this.listTasks(threads, now);
+    const children: number[] = [];
+    for (const [tid, fd] of this.taskFds) {
+      const text = preadText(fd);
+      if (text === null) {
+        // A thread that ended, or a children list over 64 KiB: read it the slow way.
+        parsePidList(readProcText(`/proc/${this.pid}/task/${tid}/children`), children);
+      } else {
+        parsePidList(text, children);
+      }
+    }
+    return children;
+  }
+
+  private listTasks(threads: number, now: number): void {
+    this.tasksListedAt = now;
+    this.tasksListedFor = threads;
+    let tids: string[];
+    if (threads === 1) {
+      tids = [String(this.pid)];
+    } else {
+      try {
+        tids = readdirSync(`/proc/${this.pid}/task`);
+      } catch {
+        tids = [];
+      }
+    }
+    const wanted = new Set(tids);
+    for (const [tid, fd] of this.taskFds) {
+      if (!wanted.has(tid)) {
+        closeQuietly(fd);
+        this.taskFds.delete(tid);
+      }
+    }
+    for (const tid of tids) {
+      if (this.taskFds.has(tid)) continue;
+      const fd = openOrNegative(`/proc/${this.pid}/task/${tid}/children`);
+      if (fd >= 0) this.taskFds.set(tid, fd);
+    }
+  }
+
+  /** Closes every fd held for this process. */
+  close(): void {
+    closeQuietly(this.statFd);
+    this.statFd = -1;
+    closeQuietly(this.statusFd);
+    this.statusFd = -1;
+    for (const fd of this.taskFds.values()) closeQuietly(fd);
+    this.taskFds.clear();
   }
 }

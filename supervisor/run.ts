@@ -6,7 +6,7 @@ import { captureDiagnostics } from './diagnostics.js';
 import { HeartbeatClock } from './heartbeat.js';
 import { evaluatePolicy } from './policy.js';
 import { processLiveness } from './proc.js';
-import { ProcessTree, Sampler, samplingDelay, type TreeMember } from './sample.js';
+import { alignToGrid, ProcessTree, Sampler, samplingDelay, type TreeMember } from './sample.js';
 import { spawnChild, type ChildExit, type SpawnedChild } from './spawn.js';
 import { liveTreePids, stopProcessTree, type StopMode, type StopResult } from './stop.js';
 import type { HeartbeatMode, KillReason, Progress, RunHandle, RunObserver, RunOutcome, RunSpec, Sample } from './types.js';
@@ -162,7 +162,7 @@ class Run {
         this.beginStop(decision.reason, decision.detail, 'limit', decision.measured, decision.limit);
       }
     }
-    this.timer = setTimeout(() => this.tick(), samplingDelay(this.spec.job, sample));
+    this.timer = setTimeout(() => this.tick(), alignToGrid(samplingDelay(this.spec.job, sample)));
   }
 
   private remember(sample: Sample): void {
@@ -227,6 +227,7 @@ class Run {
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.tree?.dispose();
     try {
       if (this.child) {
         const drained = await Promise.race([this.child.settled.then(() => true), sleep(PIPE_DRAIN_MS).then(() => false)]);

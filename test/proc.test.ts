@@ -2,7 +2,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, parseStat, parseStatusMemory, processLiveness, processStartTime, readChildren, readMemory, readStat, scanProcessGroups } from '../supervisor/proc.js';
+import { hostSwapInUse, isAlive, PAGE_SIZE, parseStat, parseStatusMemory, processLiveness, processStartTime, readChildren, readMemory, readStat, scanProcessGroups } from '../supervisor/proc.js';
 import { freeBytes, ProcessTree, Sampler, samplingDelay } from '../supervisor/sample.js';
 import { makeJob, killIfRunning, runningInProc } from './helpers/job.js';
 
@@ -34,6 +34,8 @@ test('parseStat counts fields after the last parenthesis (comm with spaces and p
   t.is(stat.utime, 12);
   t.is(stat.stime, 34);
   t.is(stat.startTime, '987654');
+  t.is(stat.threads, 1);
+  t.is(stat.rss, 200 * PAGE_SIZE);
   t.is(parseStat('garbage'), null);
 });
 
@@ -48,6 +50,9 @@ test('own process: stat, memory, start time', (t) => {
   t.is(stat.pid, process.pid);
   t.is(stat.ppid, process.ppid);
   t.true(readMemory(process.pid)!.rss > 1024 * 1024);
+  // stat's rss (pages) and status's VmRSS are the same counter, read a moment apart.
+  t.true(Math.abs(stat.rss - readMemory(process.pid)!.rss) < 8 * 1024 * 1024);
+  t.is(typeof hostSwapInUse(0), 'boolean');
   t.is(processStartTime(process.pid), stat.startTime);
   t.true(isAlive(process.pid));
   t.true(isAlive(process.pid, stat.startTime));
