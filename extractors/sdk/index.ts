@@ -8,6 +8,7 @@ import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { createContext, StagingSession } from './context.js';
 import { duckdbSettings, parseRssLimit, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
+import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
 import { validate, validationFailureMessage } from './validate.js';
@@ -82,6 +83,14 @@ function parseOptions<Options>(extractor: Extractor<Options>, raw: Record<string
   throw new UsageError(`invalid options for extractor '${extractor.name}':\n  - ${issues.join('\n  - ')}`);
 }
 
+/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding 50% of limits.rss. */
+function parseDuckdbMemory(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const bytes = typeof value === 'number' || typeof value === 'string' ? parseSize(value) : undefined;
+  if (bytes === undefined || bytes <= 0) throw new UsageError(`option 'duckdb_memory' must be a size such as "256MiB" (got ${JSON.stringify(value)})`);
+  return bytes;
+}
+
 function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -105,7 +114,12 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
   const rssLimitBytes = parseRssLimit(env[childEnv.rssLimit]);
   const file = stagingPath(extractor as Extractor<unknown>, env, channel);
   mkdirSync(path.dirname(file), { recursive: true });
-  const settings = duckdbSettings({ rssLimitBytes, threads: rawOptions['threads'] as number | undefined, databasePath: file });
+  const settings = duckdbSettings({
+    rssLimitBytes,
+    threads: rawOptions['threads'] as number | undefined,
+    databasePath: file,
+    memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
+  });
 
   const session = await StagingSession.open(file, settings);
   let fail!: (error: Error) => void;

@@ -22,6 +22,8 @@ export interface DuckDBLimitsInput {
   threads?: number | undefined;
   /** Path of the database file; the temp directory goes next to it. */
   databasePath: string;
+  /** Explicit DuckDB memory_limit in bytes (job option `duckdb_memory`); overrides the derived one. */
+  memoryLimitBytes?: number | undefined;
 }
 
 // Why: one place decides DuckDB's memory_limit/threads/temp_directory for every SDK process (extractor and publisher).
@@ -34,7 +36,9 @@ export function duckdbSettings(input: DuckDBLimitsInput): Record<string, string>
     threads: String(threads),
     temp_directory: temporaryDirectoryFor(input.databasePath),
   };
-  if (input.rssLimitBytes !== undefined) {
+  if (input.memoryLimitBytes !== undefined) {
+    settings['memory_limit'] = `${Math.floor(Math.max(MIN_DUCKDB_MEMORY_BYTES, input.memoryLimitBytes) / 1024)}KiB`;
+  } else if (input.rssLimitBytes !== undefined) {
     const bytes = Math.max(MIN_DUCKDB_MEMORY_BYTES, Math.floor(input.rssLimitBytes * DUCKDB_MEMORY_SHARE));
     settings['memory_limit'] = `${Math.floor(bytes / 1024)}KiB`;
   }
