@@ -1,6 +1,9 @@
 // `duckvisorctl`: the operator's client of the control API (HTTP/JSON over the daemon's unix socket),
 // supervisorctl-style verbs with readable tables, and `--json` on every verb for scripts.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadConfig, resolveConfigPath } from './config.js';
 import type { JobStatus, RunDetail, StatusView } from './control.js';
 import type { RunView, SampleRow } from './history.js';
@@ -87,7 +90,26 @@ function parseArgs(argv: string[]): Options {
 /** Finds the control socket: --socket, else --config's control.socket, else the daemon's own config lookup. */
 export function findSocket(options: { socket?: string; config?: string }, env: NodeJS.ProcessEnv = process.env): string {
   if (options.socket) return options.socket;
-  return loadConfig(resolveConfigPath(options.config, env), env).control.socket;
+  const file = resolveConfigPath(options.config, env);
+  try {
+    return loadConfig(file, env).control.socket;
+  } catch (error) {
+    // A config being edited may be invalid elsewhere; the socket is still needed (e.g. to run `reload`
+    // and see the daemon's verdict). Take control.socket alone when it is readable.
+    const socket = socketFromInvalidConfig(file);
+    if (socket !== undefined) return socket;
+    throw error;
+  }
+}
+
+function socketFromInvalidConfig(file: string): string | undefined {
+  try {
+    const doc = parseYaml(readFileSync(file, 'utf8')) as { control?: { socket?: unknown } } | null;
+    const socket = doc?.control?.socket;
+    return typeof socket === 'string' && socket !== '' ? path.resolve(path.dirname(file), socket) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 class NotRunningError extends Error {}

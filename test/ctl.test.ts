@@ -107,7 +107,7 @@ test('duckvisorctl drives a real daemon: status, start, stop, history, show, tai
   t.true(reloaded.changes.some((line: string) => /concurrency/.test(line)), reloaded.changes.join('\n'));
   t.is((await ctlJson(cfg, 'status')).daemon.concurrency, 2);
   writeFileSync(cfg, original.replace('concurrency: 3', 'concurrency: lots'));
-  const refused = await ctl(['--socket', paths.socket, 'reload']);
+  const refused = await ctl(['--config', cfg, 'reload']); // the socket is still found in a file that is invalid elsewhere
   t.is(refused.code, 1);
   t.regex(refused.stderr, /reload refused[\s\S]*concurrency/);
   t.is((await ctl(['--socket', paths.socket, '--json', 'status'])).code, 0);

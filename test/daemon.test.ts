@@ -361,3 +361,21 @@ test('recovery: adopt keeps a crashed daemon\'s live run under supervision inste
   await ctlJson(paths.config, 'shutdown');
   t.is((await second.exited).code, 0);
 });
+
+test('SIGHUP reloads a valid config and keeps the old one when the new file is invalid', async (t) => {
+  const paths = writeConfig(`  idle:\n    command: ${node('sleeper.mjs', '0.2', '2')}\n    autostart: false\n`);
+  const daemon = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const original = readFileSync(paths.config, 'utf8');
+  writeFileSync(paths.config, original.replace('concurrency: 3', 'concurrency: 1'));
+  daemon.child.kill('SIGHUP');
+  await waitFor(async () => (await ctlJson(paths.config, 'status')).daemon.concurrency === 1, 10_000, 'the reload to apply');
+  await waitFor(() => /SIGHUP: configuration reloaded \(1 change/.test(daemon.output()), 10_000, 'the reload to be logged');
+  writeFileSync(paths.config, original.replace('concurrency: 3', 'concurrency: -5'));
+  daemon.child.kill('SIGHUP');
+  await waitFor(() => /SIGHUP: reload refused/.test(daemon.output()), 10_000, 'the refusal to be logged');
+  t.is((await ctlJson(paths.config, 'status')).daemon.concurrency, 1, 'the running config stays');
+  writeFileSync(paths.config, original);
+  daemon.child.kill('SIGTERM');
+  t.is((await daemon.exited).signal, 'SIGTERM');
+});
