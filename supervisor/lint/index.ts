@@ -10,7 +10,6 @@ import { lintPythonFiles, PythonLintError } from './python_runner.js';
 import { exitCodeOf, formatJson, formatText } from './report.js';
 import { applySuppressions } from './suppress.js';
 import { compileMatchers } from './ts_context.js';
-import { lintTypeScriptFile } from './ts_lint.js';
 import { type LintReport, RULE_SUMMARIES, RULES } from './types.js';
 
 export type { Finding, LintReport, ParseError, RuleName, SuppressedFinding } from './types.js';
@@ -29,8 +28,10 @@ export async function lintPaths(paths: readonly string[], config: LintConfig = l
   const pythonAnswer = lintPythonFiles(files.python, config);
   pythonAnswer.catch(() => undefined); // handled when awaited below
   const matchers = compileMatchers(config);
+  // Loaded here, after python3 was spawned, so the two start-up costs overlap.
+  const { lintTypeScriptFile } = files.typescript.length > 0 ? await import('./ts_lint.js') : { lintTypeScriptFile: undefined };
   for (const file of files.typescript) {
-    const result = lintTypeScriptFile(file, matchers);
+    const result = lintTypeScriptFile!(file, matchers);
     if (result.parseError !== undefined) {
       report.parseErrors.push({ file, ...result.parseError });
       continue;

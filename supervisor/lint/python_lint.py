@@ -203,7 +203,7 @@ class ScopeCollector:
                     if isinstance(base, ast.Name):
                         if isinstance(target.slice, ast.Slice) and isinstance(value, ast.List) and not value.elts:
                             self.add("reset", base.id, node, loops)
-                        else:
+                        elif not self.is_keyed_aggregate(base.id, value):
                             self.add("grow", base.id, node, loops)
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             if isinstance(node.op, (ast.Add, ast.BitOr)):
@@ -229,6 +229,17 @@ class ScopeCollector:
                     root = root.value
                 if isinstance(root, ast.Name):
                     self.add("grow", root.id, node, loops)
+
+    @staticmethod
+    def is_keyed_aggregate(name, value):
+        """`totals[k] = totals.get(k, 0) + v` / `totals[k] = totals[k] + v`: bounded by distinct keys."""
+        for inner in ast.walk(value):
+            if isinstance(inner, ast.Subscript) and isinstance(inner.value, ast.Name) and inner.value.id == name:
+                return True
+            if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute) and inner.func.attr == "get" \
+                    and isinstance(inner.func.value, ast.Name) and inner.func.value.id == name:
+                return True
+        return False
 
     @staticmethod
     def is_self_growth(name, value):

@@ -1,5 +1,5 @@
 // What every TS/JS rule receives: the parsed file, the configured call matchers and a place to report.
-import ts from 'typescript';
+import type ts from 'typescript';
 import type { LintConfig } from './config.js';
 import { CallMatcher } from './patterns.js';
 import type { AnalyzerRule, RawFinding } from './types.js';

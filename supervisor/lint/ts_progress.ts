@@ -12,6 +12,8 @@ export interface ProgressFacts {
   sourceVariables: ReadonlySet<string>;
   /** Local functions called from a loop that reports progress: their own loops are covered by it. */
   coveredFunctions: ReadonlySet<string>;
+  /** Sorted start positions of the file's progress calls (including calls of progress functions). */
+  progressCallStarts: readonly number[];
 }
 
 function isSourceCall(context: RuleContext, node: ts.Node): node is ts.CallExpression {
@@ -30,8 +32,24 @@ function isProgressCall(context: RuleContext, node: ts.Node, progressFunctions: 
   return node.arguments.some((argument) => stringsIn(argument).some((text) => markers.some((marker) => text.includes(marker))));
 }
 
-function containsProgress(context: RuleContext, root: ts.Node, progressFunctions: ReadonlySet<string>): boolean {
-  return descendants(root).some((node) => isProgressCall(context, node, progressFunctions));
+/** Start positions (sorted) of every progress call in the file, so "does X contain one" is a range query. */
+function progressCallStarts(calls: readonly ts.CallExpression[], context: RuleContext, progressFunctions: ReadonlySet<string>): number[] {
+  return calls.filter((call) => isProgressCall(context, call, progressFunctions)).map((call) => call.pos);
+}
+
+function anyWithin(sortedStarts: readonly number[], node: ts.Node): boolean {
+  let low = 0;
+  let high = sortedStarts.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (sortedStarts[middle]! < node.pos) low = middle + 1;
+    else high = middle;
+  }
+  return low < sortedStarts.length && sortedStarts[low]! < node.end;
+}
+
+function containsProgress(facts: Pick<ProgressFacts, 'progressCallStarts'>, root: ts.Node): boolean {
+  return anyWithin(facts.progressCallStarts, root);
 }
 
 function functionName(node: ts.Node): string | undefined {
@@ -47,17 +65,20 @@ function functionName(node: ts.Node): string | undefined {
 /** Why: computed once per file — which local functions report progress, which variables hold sources. */
 export function collectProgressFacts(context: RuleContext): ProgressFacts {
   const all = descendants(context.sourceFile);
+  const calls = all.filter((node): node is ts.CallExpression => ts.isCallExpression(node));
   const functions = all.filter((node) => ts.isFunctionLike(node) && functionName(node) !== undefined);
   const progressFunctions = new Set<string>();
+  let starts = progressCallStarts(calls, context, progressFunctions);
   for (let changed = true; changed; ) {
     changed = false;
     for (const fn of functions) {
       const name = functionName(fn)!;
-      if (!progressFunctions.has(name) && containsProgress(context, fn, progressFunctions)) {
+      if (!progressFunctions.has(name) && anyWithin(starts, fn)) {
         progressFunctions.add(name);
         changed = true;
       }
     }
+    if (changed) starts = progressCallStarts(calls, context, progressFunctions);
   }
   const sourceVariables = new Set<string>();
   for (const node of all) {
@@ -66,15 +87,13 @@ export function collectProgressFacts(context: RuleContext): ProgressFacts {
     }
   }
   const coveredFunctions = new Set<string>();
-  for (const node of all) {
-    if (!isLoop(node) || !loopBodyParts(node).some((part) => containsProgress(context, part, progressFunctions))) continue;
-    for (const inner of descendants(node)) {
-      if (!ts.isCallExpression(inner)) continue;
-      const called = callName(inner);
-      if (called !== undefined) coveredFunctions.add(called.name);
-    }
+  const progressLoops = all.filter((node) => isLoop(node) && loopBodyParts(node).some((part) => anyWithin(starts, part)));
+  for (const call of calls) {
+    if (!progressLoops.some((loop) => call.pos >= loop.pos && call.end <= loop.end)) continue;
+    const called = callName(call);
+    if (called !== undefined) coveredFunctions.add(called.name);
   }
-  return { progressFunctions, sourceVariables, coveredFunctions };
+  return { progressFunctions, sourceVariables, coveredFunctions, progressCallStarts: starts };
 }
 
 /** Why: shared with the accumulation rule — what extraction source a loop iterates, if any. */
@@ -111,8 +130,8 @@ export function checkProgress(context: RuleContext, scope: ScopeFacts, facts: Pr
     if (source === undefined) continue;
     const enclosing = scope.enclosing.get(loop) ?? [];
     if (enclosing.some((outer) => reported.has(outer))) continue; // one finding per nest
-    if (containsProgress(context, loop, facts.progressFunctions)) continue;
-    if (enclosing.some((outer) => loopBodyParts(outer).some((part) => containsProgress(context, part, facts.progressFunctions)))) continue;
+    if (containsProgress(facts, loop)) continue;
+    if (enclosing.some((outer) => loopBodyParts(outer).some((part) => containsProgress(facts, part)))) continue;
     reported.add(loop);
     context.report(
       loop,

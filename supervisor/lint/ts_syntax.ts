@@ -256,7 +256,12 @@ function recordEvent(node: ts.Node, loops: readonly LoopNode[], events: Collecti
       operator === ts.SyntaxKind.EqualsToken ||
       operator === ts.SyntaxKind.QuestionQuestionEqualsToken ||
       operator === ts.SyntaxKind.BarBarEqualsToken;
-    if (assigning && ts.isElementAccessExpression(left)) add('grow', rootVariable(left.expression));
+    if (assigning && ts.isElementAccessExpression(left)) {
+      const root = rootVariable(left.expression);
+      // `totals[k] = (totals[k] ?? 0) + v` aggregates per key: bounded by distinct keys, not by rows
+      const aggregates = root !== undefined && descendants(node.right).some((inner) => ts.isElementAccessExpression(inner) && rootVariable(inner.expression) === root);
+      if (!aggregates) add('grow', root);
+    }
     return;
   }
   if (ts.isCallExpression(node)) {
