@@ -2,7 +2,7 @@
 // bulk writes, loops without progress and whole-source reads in extractors before they ever run.
 // TS/JS files are parsed in-process with the TypeScript compiler API; Python files by one python3
 // process running python_lint.py (Python's own `ast`). Exit: 0 clean, 1 findings, 2 usage/parse errors.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { findConfigFile, type LintConfig, LintConfigError, loadLintConfig } from './config.js';
 import { collectFiles, MissingPathError } from './files.js';
@@ -147,7 +147,17 @@ export async function runLint(argv: string[], io: LintIo = processIo): Promise<n
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+function isMainModule(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(entry)).href; // realpath: symlinked bins, npm -g
+  } catch {
+    return false;
+  }
+}
+
+const invokedDirectly = isMainModule();
 if (invokedDirectly) {
   runLint(process.argv.slice(2)).then(
     (code) => {
