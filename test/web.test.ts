@@ -47,6 +47,7 @@ function jobs(): string {
   leaker:
     command: [node, ${JSON.stringify(fixture('leaker.mjs'))}, "80"]
     heartbeat: none
+    autostart: false
     sample_interval: 100ms
     limits: { rss: 160MiB }
     retries: { max: 0 }

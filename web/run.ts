@@ -69,6 +69,8 @@ function chartFor(detail: RunDetail, job: JobStatus | undefined, width: number):
   if (rssLimit) limits.push({ value: rssLimit, axis: 'left', label: `RSS limit ${formatBytes(rssLimit)}`, className: 'limit-rss' });
   const swapLimit = limitFor(detail, 'swap', job?.swap_limit_bytes);
   if (swapLimit) limits.push({ value: swapLimit, axis: 'left', label: `swap limit ${formatBytes(swapLimit)}`, className: 'limit-swap' });
+  const first = samples[0]!.at;
+  const span = samples.at(-1)!.at - first;
   const markers: Marker[] = [];
   const kill = killOf(detail);
   if (kill) markers.push({ at: kill.at, label: kill.text, className: 'marker-kill' });
@@ -80,7 +82,8 @@ function chartFor(detail: RunDetail, job: JobStatus | undefined, width: number):
     markers,
     formatLeft: formatBytes,
     formatRight: (value) => `${Math.round(value)}%`,
-    formatX: (value) => formatTime(value),
+    // Short runs: seconds since the first sample (clock times would repeat); long runs: clock times.
+    formatX: (value) => (span < 600_000 ? `+${formatDuration(value - first)}` : formatTime(value)),
     rightMin: 100,
   });
 }
@@ -131,7 +134,7 @@ export function mountRunView(container: HTMLElement, runId: string): () => void 
       const job = status.jobs.find((j) => j.job === detail.run.job);
       const kill = killOf(detail);
       // Room for the facts list beside the chart on a wide window; full width otherwise.
-      const width = container.clientWidth >= 1100 ? Math.min(1100, container.clientWidth - 300) : Math.max(480, container.clientWidth - 24);
+      const width = container.clientWidth >= 1100 ? Math.min(1100, container.clientWidth - 380) : Math.max(480, container.clientWidth - 24);
       const hasProgress = detail.samples.some((sample) => sample.progress_done !== undefined && sample.progress_done !== null);
       setChildren(container,
         h('div', { class: 'run-head' }, h('h1', {}, `Run ${detail.run.id}`), h('span', { class: `badge state-${detail.run.state}`, 'data-field': 'state' }, stateLabel(detail.run))),
