@@ -5,15 +5,14 @@ import type { ExtractorContext } from '../sdk/api.js';
 import { openSource } from './source.js';
 import { MlflowDataError, type Experiment, type MlflowReader, type RunInfo, type RunListing } from './types.js';
 
-const experimentRef = z.union([
-  z.string().min(1),
-  z
-    .number()
-    .int()
-    .nonnegative()
-    .refine(Number.isSafeInteger, { message: 'experiment ids above 2^53 (e.g. 18-digit ids) lose digits as YAML numbers: quote them' })
-    .transform(String),
-]);
+const experimentRef = z
+  .union([z.string().min(1), z.number()])
+  .superRefine((value, check) => {
+    if (typeof value === 'number' && !(Number.isSafeInteger(value) && value >= 0)) {
+      check.addIssue({ code: 'custom', message: `experiment id ${value} is not exact: ids above 2^53 (e.g. 18-digit ids) lose digits as YAML/JSON numbers; quote them` });
+    }
+  })
+  .transform(String);
 
 /** Options every MLflow extractor accepts (spread into each extractor's zod object). */
 export const mlflowSourceOptions = {
