@@ -24,6 +24,7 @@ verbs:
   tail RUN [-f]                            the run's log (-f: follow until the run ends)
   reload                                   re-read the config; prints the changes (refused if invalid)
   shutdown                                 stop every run gracefully and exit the daemon
+  lint [PATH...] [--json]                  static checks of extractor code (no daemon needed; see docs/lint.md)
 `;
 
 interface Options {
@@ -417,6 +418,12 @@ async function runVerb(options: Options, socket: string, out: NodeJS.WritableStr
 
 /** Entry point of bin/duckvisorctl.js; sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'lint') {
+    // The static guardrail needs no daemon; loaded lazily because it pulls in the TypeScript compiler.
+    const { runLint } = await import('./lint/index.js');
+    process.exitCode = await runLint(argv.slice(1));
+    return;
+  }
   let options: Options;
   try {
     options = parseArgs(argv);
