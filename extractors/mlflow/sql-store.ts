@@ -124,6 +124,7 @@ export class SqlStoreReader implements MlflowReader {
 
   private query(sql: string, params: unknown[], runId?: string): Row[] {
     try {
+      // duckvisor: allow materialize-all -- every caller pages with LIMIT (keyset) or reads one run's rows
       return this.db.prepare(sql).all(...params) as Row[];
     } catch (error) {
       if (runId !== undefined) throw new MlflowDataError(runId, this.location, explain(error, this.location));
