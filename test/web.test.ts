@@ -22,6 +22,8 @@ interface Env {
   daemon: DaemonProcess;
   socket: string;
   base: string;
+  /** The port serving the page (the daemon's control.http, or the in-process fallback). */
+  port: number;
   server: PageServer | null;
   context: BrowserContext;
   profile: string;
@@ -77,11 +79,14 @@ async function openPage(hash: string): Promise<{ page: Page; errors: string[] }>
 }
 
 test.before(async () => {
-  const { config, socket, dir } = writeConfig(jobs());
+  const port = await freePort();
+  const { config, socket, dir } = writeConfig(jobs(), `  http: 127.0.0.1:${port}`);
   const daemon = await startDaemon(config);
-  // Until duckvisord wires control.http to createWebHandler itself, serve the page in this process
-  // through supervisor/http.ts, with the API forwarded to the daemon's socket.
-  const server = await startPageServer(socket);
+  // duckvisord serves the page on control.http itself; a daemon built without that wiring gets the same
+  // handler served from this process through supervisor/http.ts, with the API forwarded to its socket.
+  const own = await httpRequest({ port }, 'GET', '/').catch(() => null);
+  const server = own?.status === 200 && own.body.includes('<title>duckvisor</title>') ? null : await startPageServer(socket);
+  const base = server?.url ?? `http://127.0.0.1:${port}`;
   const profile = mkdtempSync(path.join(os.tmpdir(), 'dv-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
@@ -89,7 +94,7 @@ test.before(async () => {
     viewport: { width: 1360, height: 900 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  env = { daemon, socket, base: server.url, server, context, profile };
+  env = { daemon, socket, base, port: server?.port ?? port, server, context, profile };
   mkdirSync(artifacts, { recursive: true });
   void dir;
 });
@@ -201,7 +206,7 @@ test.serial('the Stop button stops a running job: the run ends killed by the ope
 
 test.serial('the event stream sends the status at once, then every interval, and forgets a closed client', async (t) => {
   const status = await new Promise<StatusView>((resolve, reject) => {
-    const started = httpRequestStream(env!.server!.port, (frame) => {
+    const started = httpRequestStream(env!.port, (frame) => {
       if (frame.event === 'status') {
         started.close();
         resolve(JSON.parse(frame.data) as StatusView);
@@ -209,7 +214,7 @@ test.serial('the event stream sends the status at once, then every interval, and
     }, reject);
   });
   t.deepEqual(status.jobs.map((job) => job.job), ['leaker', 'walker']);
-  await waitFor(() => env!.server!.web.streamClients() === 0, 5000, 'the closed stream to be dropped');
+  if (env!.server) await waitFor(() => env!.server!.web.streamClients() === 0, 5000, 'the closed stream to be dropped');
   t.pass();
 });
 
