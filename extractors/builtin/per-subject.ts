@@ -111,9 +111,11 @@ export default defineExtractor<PerSubjectOptions>(
         ${filters.length ? `WHERE ${filters.join(' AND ')}` : ''}`);
       const groupsWhere = groupColumns.length === 0 ? '' : `WHERE ${groupColumns.map((c) => `${c} IS NOT NULL`).join(' AND ')}`;
       const groups: { key: string; config: string }[] = [];
+      // duckvisor: allow no-progress-in-loop -- reads only the distinct group keys; progress is reported per group below
       for await (const rows of snapshot.stream(
         `SELECT DISTINCT ${groupKey} AS group_key, ${groupConfig}::VARCHAR AS group_config FROM subject_values ${groupsWhere} ORDER BY 1`,
       )) {
+        // duckvisor: allow unbounded-accumulation -- one entry per distinct group (the list of units), never per data row
         for (const row of rows) groups.push({ key: String(row['group_key']), config: String(row['group_config']) });
       }
       if (groups.length === 0) throw new Error(`table '${options.table}' has no rows of a selected run${groupColumns.length ? ' with every group_by value' : ''}`);
