@@ -67,6 +67,26 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   return ok && match !== null;
 }
 
+/**
+ * Why: a browser cannot add an Authorization header to a page load, an asset or an EventSource, so
+ * the token is also accepted once as `?token=` (the web handler then sets it as an HttpOnly,
+ * SameSite=Strict cookie `duckvisor_token`) and from that cookie afterwards.
+ */
+export function requestCarriesToken(req: IncomingMessage, token: string): boolean {
+  if (bearerMatches(req.headers.authorization, token)) return true;
+  const queryToken = new URL(req.url ?? '/', 'http://localhost').searchParams.get('token');
+  if (queryToken !== null && bearerMatches(`Bearer ${queryToken}`, token)) return true;
+  const cookie = /(?:^|;\s*)duckvisor_token=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+  if (cookie === undefined) return false;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(cookie);
+  } catch {
+    return false;
+  }
+  return bearerMatches(`Bearer ${decoded}`, token);
+}
+
 /** Why: one place that decides who may reach /metrics and the control API over TCP. */
 export async function startHttpServer(options: HttpServerOptions, metrics?: MetricsSource | null): Promise<HttpServerHandle> {
   const { host, port } = parseListen(options.listen);
@@ -91,7 +111,7 @@ export async function startHttpServer(options: HttpServerOptions, metrics?: Metr
   });
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (options.token !== undefined && !bearerMatches(req.headers.authorization, options.token)) {
+    if (options.token !== undefined && !requestCarriesToken(req, options.token)) {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="duckvisor"', 'content-type': 'text/plain; charset=utf-8' });
       res.end('401 unauthorized: send Authorization: Bearer <control.http_token>\n');
       return;
