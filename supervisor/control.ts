@@ -37,6 +37,30 @@ export interface JobStatus {
   /** Cron expression, if the job has one, and when it fires next. */
   schedule: string | null;
   next_scheduled_at: string | null;
+  /** Jobs listed in `after`. */
+  after?: string[];
+  /** The open dependency cycle the job waits in, and the dependencies it still waits for (null when not waiting). */
+  cycle?: string | null;
+  waiting_for?: string[] | null;
+}
+
+/** A dependency cycle as the API shows it: its members in order, each with its run in the cycle or what it waits for. */
+export interface CycleView {
+  id: string;
+  kind: string;
+  root: string | null;
+  started_at: string;
+  ended_at: string | null;
+  outcome: string | null;
+  members: Array<{ job: string; after: string[]; run: RunView | null; waiting_for: string[] | null }>;
+}
+
+/** What a start request did: the queued run (null while a --with-deps job waits), its cycle, and any warning. */
+export interface StartResult {
+  run: RunView | null;
+  cycle: CycleView | null;
+  /** Set when the job was started although its dependencies have not succeeded in its current cycle. */
+  warning: string | null;
 }
 
 export interface StatusView {
@@ -54,6 +78,10 @@ export interface RunDetail {
 export interface ControlTarget {
   status(): StatusView;
   startJob(job: string): RunView;
+  /** A start with dependency awareness (`withDeps`: run the dependencies first, in a new cycle). */
+  start?(job: string, options: { withDeps: boolean }): StartResult;
+  /** One dependency cycle. */
+  cycle?(id: string): CycleView;
   stopJob(job: string): Promise<RunView[]>;
   stopRun(runId: string): Promise<RunView>;
   restartJob(job: string): Promise<RunView>;
@@ -143,7 +171,16 @@ async function handle(target: ControlTarget, req: http.IncomingMessage, res: htt
     method === m && route.length === shape.length && shape.every((s, i) => s.startsWith(':') || s === route[i]);
 
   if (is('GET', 'status')) return sendJson(res, 200, target.status());
-  if (is('POST', 'jobs', ':job', 'start')) return sendJson(res, 202, { run: target.startJob(route[1]!) });
+  if (is('POST', 'jobs', ':job', 'start')) {
+    const withDeps = ['1', 'true', 'yes'].includes(url.searchParams.get('with_deps') ?? '');
+    if (target.start) return sendJson(res, 202, target.start(route[1]!, { withDeps }));
+    if (withDeps) throw new ControlError(501, 'this daemon does not support starts with dependencies');
+    return sendJson(res, 202, { run: target.startJob(route[1]!), cycle: null, warning: null });
+  }
+  if (is('GET', 'cycles', ':id')) {
+    if (!target.cycle) throw new ControlError(501, 'this daemon does not track dependency cycles');
+    return sendJson(res, 200, target.cycle(route[1]!));
+  }
   if (is('POST', 'jobs', ':job', 'stop')) return sendJson(res, 200, { runs: await target.stopJob(route[1]!) });
   if (is('POST', 'jobs', ':job', 'restart')) return sendJson(res, 202, { run: await target.restartJob(route[1]!) });
   if (is('POST', 'runs', ':id', 'stop')) return sendJson(res, 200, { run: await target.stopRun(route[1]!) });
@@ -167,8 +204,8 @@ async function handle(target: ControlTarget, req: http.IncomingMessage, res: htt
     setImmediate(() => target.shutdown());
     return;
   }
-  const known = ['GET status', 'POST jobs/:job/start|stop|restart', 'POST runs/:id/stop', 'GET history', 'GET runs/:id', 'GET runs/:id/log', 'POST reload', 'POST shutdown'];
-  throw new ControlError(route.length > 0 && ['status', 'jobs', 'runs', 'history', 'reload', 'shutdown'].includes(route[0]!) ? 405 : 404,
+  const known = ['GET status', 'POST jobs/:job/start[?with_deps=1]|stop|restart', 'GET cycles/:id', 'POST runs/:id/stop', 'GET history', 'GET runs/:id', 'GET runs/:id/log', 'POST reload', 'POST shutdown'];
+  throw new ControlError(route.length > 0 && ['status', 'jobs', 'runs', 'cycles', 'history', 'reload', 'shutdown'].includes(route[0]!) ? 405 : 404,
     `no route ${method} ${url.pathname}; known routes under /v1: ${known.join(', ')}`);
 }
 

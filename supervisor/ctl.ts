@@ -5,7 +5,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadConfig, resolveConfigPath } from './config.js';
-import type { JobStatus, RunDetail, StatusView } from './control.js';
+import type { CycleView, JobStatus, RunDetail, StartResult, StatusView } from './control.js';
 import type { RunView, SampleRow } from './history.js';
 import { formatBytes, formatDuration } from './units.js';
 
@@ -16,7 +16,8 @@ const usage = `usage: duckvisorctl [--socket PATH | --config FILE] [--json] VERB
 
 verbs:
   status                                   every job: state, progress, rate, ETA, RSS/limit, uptime, next retry
-  start JOB [--follow]                     queue a run now (--follow: stream its log until it ends)
+  start JOB [--with-deps] [--follow]       queue a run now (--follow: stream its log until it ends);
+                                           --with-deps: run the job's dependencies (after:) first, then the job
   stop JOB|RUN                             stop the live run (reason operator) and cancel queued ones
   restart JOB                              stop, then start again
   history [JOB] [--limit N] [--state S] [--reason R]
@@ -32,6 +33,7 @@ interface Options {
   config?: string;
   json: boolean;
   follow: boolean;
+  withDeps: boolean;
   limit?: number;
   state?: string;
   reason?: string;
@@ -41,7 +43,7 @@ interface Options {
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { json: false, follow: false, positional: [] };
+  const options: Options = { json: false, follow: false, withDeps: false, positional: [] };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
@@ -64,6 +66,9 @@ function parseArgs(argv: string[]): Options {
       case '--follow':
       case '-f':
         options.follow = true;
+        break;
+      case '--with-deps':
+        options.withDeps = true;
         break;
       case '--limit': {
         const v = value();
@@ -203,7 +208,8 @@ export function formatProgress(run: Pick<RunView, 'progress_done' | 'progress_to
   return `${formatNumber(run.progress_done)}${unit}`;
 }
 
-function stateText(run: RunView | null): string {
+function stateText(run: RunView | null, waitingFor?: string[] | null): string {
+  if (waitingFor) return 'waiting';
   if (!run) return 'never run';
   return run.reason ? `${run.state} (${run.reason})` : run.state;
 }
@@ -216,10 +222,10 @@ function formatStatus(status: StatusView): string {
     const rss = job.rss_bytes ?? (run ? run.peak_rss_bytes : null);
     const rssText = `${live ? formatBytes(rss) : run && run.peak_rss_bytes ? 'peak ' + formatBytes(run.peak_rss_bytes) : '-'}/${job.rss_limit_bytes ? formatBytes(job.rss_limit_bytes) : '∞'}`;
     const next = job.queued?.next_attempt_at ?? job.queued?.queued_at ?? null;
-    const note = run?.status_note ?? (live ? '' : run?.detail ?? '');
+    const note = job.waiting_for ? `waiting for: ${job.waiting_for.join(', ')}` : run?.status_note ?? (live ? '' : run?.detail ?? '');
     return [
       job.job + (job.in_config ? '' : ' (removed)'),
-      stateText(run),
+      stateText(run, job.waiting_for),
       run?.id ?? '-',
       run ? formatProgress(run) : '-',
       job.rate !== null ? `${formatNumber(job.rate)}/s` : '-',
@@ -322,6 +328,49 @@ function formatShow(detail: RunDetail): string {
   return lines.join('\n') + '\n';
 }
 
+/** One line per member of a cycle: its state, or what it waits for. */
+function formatCycle(cycle: CycleView): string {
+  const head = `cycle ${cycle.id} (${cycle.kind}${cycle.root ? ` of ${cycle.root}` : ''}): ${cycle.members.map((m) => m.job).join(' → ')}${cycle.outcome ? ` — ${cycle.outcome}` : ''}\n`;
+  return (
+    head +
+    table(
+      ['JOB', 'STATE', 'RUN', 'DETAIL'],
+      cycle.members.map((member) => [
+        member.job,
+        member.waiting_for ? 'waiting' : stateText(member.run),
+        member.run?.id ?? '-',
+        (member.waiting_for ? `waiting for: ${member.waiting_for.join(', ')}` : member.run?.detail ?? '').replace(/\s+/g, ' ').slice(0, 80),
+      ]),
+    )
+  );
+}
+
+/** `start --with-deps`: prints the cycle; with --follow, reports each member as it ends until the cycle is over. */
+async function startedCycle(options: Options, socket: string, job: string, cycle: CycleView, out: NodeJS.WritableStream): Promise<number> {
+  if (!options.follow) {
+    out.write(options.json ? JSON.stringify({ run: cycle.members.find((m) => m.job === job)?.run ?? null, cycle, warning: null }, null, 2) + '\n' : formatCycle(cycle));
+    return ctlExit.ok;
+  }
+  if (!options.json) out.write(`cycle ${cycle.id}: ${cycle.members.map((m) => m.job).join(' → ')}\n`);
+  const reported = new Set<string>();
+  let current = cycle;
+  for (;;) {
+    for (const member of current.members) {
+      const run = member.run;
+      if (!run || reported.has(run.id) || !['succeeded', 'failed', 'killed', 'interrupted', 'skipped'].includes(run.state)) continue;
+      reported.add(run.id);
+      if (!options.json) out.write(`${member.job}: run ${run.id} ${stateText(run)}${run.detail ? ': ' + run.detail : ''}\n`);
+    }
+    if (current.ended_at) break;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    current = await call<CycleView>(socket, 'GET', `/v1/cycles/${encodeURIComponent(cycle.id)}`);
+  }
+  if (options.json) out.write(JSON.stringify({ cycle: current }, null, 2) + '\n');
+  else out.write(`cycle ${current.id} ${current.outcome}\n`);
+  const target = current.members.find((m) => m.job === job)?.run;
+  return target?.state === 'succeeded' ? ctlExit.ok : ctlExit.failed;
+}
+
 // ------------------------------------------------------------------ verbs
 
 function one(options: Options, what: string): string {
@@ -342,9 +391,12 @@ async function runVerb(options: Options, socket: string, out: NodeJS.WritableStr
     }
     case 'start': {
       const job = one(options, 'JOB');
-      const { run } = await call<{ run: RunView }>(socket, 'POST', `/v1/jobs/${enc(job)}/start`);
+      const started = await call<StartResult>(socket, 'POST', `/v1/jobs/${enc(job)}/start${options.withDeps ? '?with_deps=1' : ''}`);
+      if (started.warning && !options.json) process.stderr.write(`duckvisorctl: warning: ${job}: ${started.warning}\n`);
+      if (started.cycle) return startedCycle(options, socket, job, started.cycle, out);
+      const run = started.run!;
       if (!options.follow) {
-        print({ run }, () => `${job}: queued as run ${run.id}\n`);
+        print(started, () => `${job}: queued as run ${run.id}\n`);
         return ctlExit.ok;
       }
       if (!options.json) out.write(`${job}: run ${run.id}\n`);

@@ -14,7 +14,9 @@ export const EXIT_USAGE = 64;
 const usage = `usage: duckvisord [--config FILE] [--once] [--log-format human|json]
 
   --config FILE        configuration file (default: $DUCKVISOR_CONFIG, ./duckvisor.yaml, /etc/duckvisor/duckvisor.yaml)
-  --once               run the autostart jobs (with their retries) to completion, print a summary, exit 0 only if all succeeded
+  --once               run the autostart jobs (with their retries) to completion in one cycle, print a summary,
+                       exit 0 only if all succeeded; a job runs after its dependencies (after:) succeeded — those
+                       are pulled in even when not autostart — and is skipped when one of them failed
   --log-format FORMAT  human (default) or json lines; lines get <N> priority prefixes under journald
   --help               this text
 `;
@@ -73,7 +75,10 @@ export function formatOnceSummary(summary: OnceSummary): string {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  const verdict = summary.ok ? `all ${summary.runs.length} job(s) succeeded` : 'NOT all jobs succeeded';
+  const counts = new Map<string, number>();
+  for (const run of summary.runs) counts.set(run.state, (counts.get(run.state) ?? 0) + 1);
+  const tally = [...counts].map(([state, n]) => `${n} ${state}`).join(', ');
+  const verdict = summary.ok ? `all ${summary.runs.length} job(s) succeeded` : `NOT all jobs succeeded${tally ? `: ${tally}` : ''}`;
   return [line(header), ...rows.map(line), '', verdict].join('\n') + '\n';
 }
 

@@ -9,15 +9,16 @@ import { JobSchedules, skipIfStillRunning } from './schedule.js';
 import { createWebHandler, type WebHandler } from './web.js';
 import path from 'node:path';
 import { diffConfigs, loadConfig } from './config.js';
-import { ControlError, createControlHandler, listenControlSocket, type ControlServer, type ControlTarget, type JobStatus, type RunDetail, type StatusView } from './control.js';
+import { ControlError, createControlHandler, listenControlSocket, type ControlServer, type ControlTarget, type CycleView, type JobStatus, type RunDetail, type StartResult, type StatusView } from './control.js';
+import { dependencyFailure, dependencyOrder, hasDependencies, planCycle, withDependencies, withDependents, type CycleKind, type CyclePlan } from './cycles.js';
 import { acquireStateDirLock, type DaemonLock } from './daemon-lock.js';
-import { History, isoTime, runView, type RunFilter, type RunRow, type RunUpdate, type RunView } from './history.js';
+import { History, isoTime, runView, type CycleRow, type RunFilter, type RunRow, type RunUpdate, type RunView } from './history.js';
 import { silentLog, type Log } from './log.js';
 import { compiledPath } from './paths.js';
 import { isSameProcessAlive, killLeftoverRun } from './recovery.js';
 import { retryDelay, retryReasonFor } from './retry.js';
 import { startRun as realStartRun } from './run.js';
-import { safeName, Scheduler } from './scheduler.js';
+import { newRunId, safeName, Scheduler } from './scheduler.js';
 import { terminalStates, type AlertEventKind, type DaemonConfig, type JobConfig, type KillReason, type Progress, type RunHandle, type RunObserver, type RunOutcome, type RunSpec, type RunState, type Sample } from './types.js';
 import { childEnv } from '../extractors/sdk/protocol.js';
 
@@ -66,7 +67,7 @@ interface LiveRun {
   log: Log;
 }
 
-/** The final outcome of `--once`: each job's last run. */
+/** The final outcome of `--once`: each job's last run (skipped ones included), in dependency order. */
 export interface OnceSummary {
   ok: boolean;
   runs: RunView[];
@@ -93,6 +94,12 @@ export class Daemon implements ControlTarget {
   private closed = false;
   private readonly once: boolean;
   private onceJobs = new Set<string>();
+  /** The cycle of `--once` (its summary), when there were autostart jobs. */
+  private onceCycle: string | null = null;
+  /** Dependency cycles not yet finished, by id. */
+  private readonly openCycles = new Map<string, CycleRow>();
+  private advancing = false;
+  private advanceAgain = false;
   private resolveFinished!: (summary: OnceSummary) => void;
   private shutdownPromise: Promise<void> | null = null;
   private readonly onStatus: (line: string) => void;
@@ -126,9 +133,9 @@ export class Daemon implements ControlTarget {
     );
     this.schedules = new JobSchedules(
       skipIfStillRunning(
-        (job) => this.jobHasPendingRun(job),
+        (job) => this.jobHasPendingRun(job) || this.jobInOpenCycle(job),
         (job) => {
-          if (!this.shuttingDown) this.scheduler.enqueueStart(job, 'schedule');
+          if (!this.shuttingDown) this.scheduledStart(job);
         },
         (job) => this.history.addEvent({ job, kind: 'schedule_skip', message: `scheduled start skipped: job '${job}' is still running or queued` }),
       ),
@@ -172,16 +179,19 @@ export class Daemon implements ControlTarget {
       }
       if (!daemon.once) daemon.applySchedules();
       daemon.history.addEvent({ kind: 'daemon', message: `duckvisord started (pid ${process.pid}, config ${config.file})` });
+      daemon.abandonStaleCycles();
+      // Autostart jobs pull in their dependencies (even ones that are not autostart themselves): a dependent
+      // only runs after its dependencies succeeded in the same cycle, so they must be part of it.
+      const autostart = withDependencies(config.jobs, [...config.jobs.values()].filter((job) => job.autostart).map((job) => job.name));
       if (daemon.once) {
-        for (const job of config.jobs.values()) {
-          if (!job.autostart) continue;
-          daemon.onceJobs.add(job.name);
-          if (!daemon.jobHasPendingRun(job.name)) daemon.scheduler.enqueueStart(job.name, 'autostart (--once)');
-        }
+        daemon.onceJobs = autostart;
+        if (autostart.size > 0) daemon.onceCycle = daemon.startCycle('once', null, autostart).id;
         daemon.checkOnceDone();
+      } else if (hasDependencies(config.jobs, autostart)) {
+        daemon.startCycle('autostart', null, autostart);
       } else {
-        for (const job of config.jobs.values()) {
-          if (job.autostart && !daemon.jobHasPendingRun(job.name)) daemon.scheduler.enqueueStart(job.name, 'autostart');
+        for (const name of autostart) {
+          if (!daemon.jobHasPendingRun(name)) daemon.scheduler.enqueueStart(name, 'autostart');
         }
       }
       daemon.scheduler.poke();
@@ -207,6 +217,10 @@ export class Daemon implements ControlTarget {
       }
     }
     const names = new Set<string>([...this.config.jobs.keys(), ...[...this.live.values()].map((run) => run.job.name)]);
+    const waiting = new Map<string, { cycle: string; for: string[] }>();
+    for (const cycle of this.openCycles.values()) {
+      for (const [job, dependencies] of this.planFor(cycle).waiting) if (!waiting.has(job)) waiting.set(job, { cycle: cycle.id, for: dependencies });
+    }
     const jobs: JobStatus[] = [];
     for (const name of [...names].sort()) {
       const job = this.config.jobs.get(name) ?? [...this.live.values()].find((run) => run.job.name === name)!.job;
@@ -231,6 +245,9 @@ export class Daemon implements ControlTarget {
         in_config: this.config.jobs.has(name),
         schedule: job.schedule ?? null,
         next_scheduled_at: this.schedules.nextRun(name)?.toISOString() ?? null,
+        after: [...job.after],
+        cycle: waiting.get(name)?.cycle ?? null,
+        waiting_for: waiting.get(name)?.for ?? null,
       });
     }
     return {
@@ -264,6 +281,46 @@ export class Daemon implements ControlTarget {
     return runView(this.scheduler.enqueueStart(name, 'start requested'));
   }
 
+  /**
+   * A start request. Plain: queued at once, even when the job's dependencies have not succeeded in its current
+   * cycle (an explicit operator request), with a warning that says so. `withDeps`: a new cycle that runs the
+   * job's dependencies (transitively) first, then the job.
+   */
+  start(name: string, options: { withDeps: boolean }): StartResult {
+    if (!options.withDeps) {
+      const run = this.startJob(name);
+      const warning = this.dependencyWarning(name);
+      if (warning) this.history.addEvent({ runId: run.id, job: name, kind: 'dependency_warning', message: warning });
+      return { run, cycle: null, warning };
+    }
+    this.requireJob(name);
+    if (this.shuttingDown) throw new ControlError(409, 'the daemon is shutting down; no new runs are started');
+    const liveRun = [...this.live.values()].find((run) => run.job.name === name);
+    if (liveRun) throw new ControlError(409, `job '${name}' is already ${liveRun.phase} as run ${liveRun.id}; stop it first or use restart`);
+    const cycle = this.startCycle('with-deps', name, withDependencies(this.config.jobs, [name]));
+    const view = this.cycle(cycle.id);
+    return { run: view.members.find((member) => member.job === name)?.run ?? null, cycle: view, warning: null };
+  }
+
+  cycle(id: string): CycleView {
+    const cycle = this.openCycles.get(id) ?? this.history.getCycle(id);
+    if (!cycle) throw new ControlError(404, `no cycle with id '${id}'`);
+    const plan = this.openCycles.has(id) ? this.planFor(cycle) : null;
+    const latest = new Map(this.history.cycleRuns(id).map((run) => [run.job, run]));
+    return {
+      id: cycle.id,
+      kind: cycle.kind,
+      root: cycle.root,
+      started_at: isoTime(cycle.started_at)!,
+      ended_at: isoTime(cycle.ended_at),
+      outcome: cycle.outcome,
+      members: cycle.jobs.map((job) => {
+        const run = latest.get(job);
+        return { job, after: this.dependenciesOf(job).filter((d) => cycle.jobs.includes(d)), run: run ? runView(run) : null, waiting_for: plan?.waiting.get(job) ?? null };
+      }),
+    };
+  }
+
   async stopJob(name: string): Promise<RunView[]> {
     if (!this.config.jobs.has(name) && ![...this.live.values()].some((run) => run.job.name === name)) this.requireJob(name);
     const stopped: RunView[] = [];
@@ -271,8 +328,21 @@ export class Daemon implements ControlTarget {
       this.endRun(row.id, { state: 'killed', reason: 'operator', detail: 'cancelled before it started' }, 'killed (operator): cancelled before start');
       stopped.push(runView(this.history.getRun(row.id)!));
     }
+    for (const cycle of [...this.openCycles.values()]) {
+      if (!this.planFor(cycle).waiting.has(name)) continue;
+      // Waiting for its dependencies: it will not run in this cycle, and neither will what depends on it.
+      const now = Date.now();
+      const id = newRunId(name, now);
+      const detail = `cancelled by operator while waiting for its dependencies in cycle ${cycle.id}`;
+      this.history.transaction(() => {
+        this.history.createRun({ id, job: name, attempt: 1, chain_id: id, state: 'skipped', reason: 'operator', detail, queued_at: now, ended_at: now, cycle_id: cycle.id });
+        this.history.addEvent({ runId: id, job: name, kind: 'state', message: `skipped: ${detail}` });
+      });
+      stopped.push(runView(this.history.getRun(id)!));
+      this.advanceCycles();
+    }
     const liveRuns = [...this.live.values()].filter((run) => run.job.name === name);
-    if (liveRuns.length === 0 && stopped.length === 0) throw new ControlError(409, `job '${name}' has no live or queued run to stop`);
+    if (liveRuns.length === 0 && stopped.length === 0) throw new ControlError(409, `job '${name}' has no live, queued or waiting run to stop`);
     for (const run of liveRuns) stopped.push(runView(await this.stopLive(run, 'operator', 'stopped by operator', false)));
     return stopped;
   }
@@ -767,6 +837,8 @@ export class Daemon implements ControlTarget {
     const row = this.history.getRun(runId)!;
     this.metrics.recordRunEnd(row.job, row.state, row.reason);
     this.maybeRetry(row);
+    // After the retry is queued: a dependency with a retry to come keeps its dependents waiting.
+    if (row.cycle_id !== null && this.openCycles.has(row.cycle_id)) this.advanceCycles();
     this.emitStatus();
     return this.history.getRun(runId)!;
   }
@@ -912,17 +984,183 @@ export class Daemon implements ControlTarget {
     if (!this.once || this.shuttingDown) return;
     if (this.live.size > 0 || this.publishQueue.length > 0 || this.publishing) return;
     if (this.scheduler.pending().length > 0) return;
+    if (this.onceCycle !== null && this.openCycles.has(this.onceCycle)) {
+      // Nothing is live or queued, so the plan must queue, skip or finish; never wait forever.
+      this.advanceCycles();
+      if (this.scheduler.pending().length > 0 || this.live.size > 0) return;
+      const stuck = this.openCycles.get(this.onceCycle);
+      if (stuck) {
+        this.log.error(`cycle ${stuck.id} cannot make progress; ending it`);
+        this.endCycle(stuck, 'failed');
+      }
+    }
     void this.close();
   }
 
-  /** Each once-job's final run; ok only when every one of them succeeded. */
+  /** Each once-job's final run in the --once cycle (skipped ones included), in dependency order; ok only when all succeeded. */
   private onceSummary(): OnceSummary {
     const runs: RunView[] = [];
-    for (const job of [...this.onceJobs].sort()) {
-      const [latest] = this.history.listRuns({ job, limit: 1 });
-      if (latest) runs.push(runView(latest));
+    if (this.onceCycle !== null) {
+      const latest = new Map(this.history.cycleRuns(this.onceCycle).map((run) => [run.job, run]));
+      for (const job of this.history.getCycle(this.onceCycle)?.jobs ?? []) {
+        const run = latest.get(job);
+        if (run) runs.push(runView(run));
+      }
     }
     return { ok: runs.length === this.onceJobs.size && runs.every((run) => run.state === 'succeeded'), runs };
+  }
+
+  // ---------------------------------------------------------------- dependency cycles
+
+  private dependenciesOf(job: string): string[] {
+    return this.config.jobs.get(job)?.after ?? [];
+  }
+
+  private planFor(cycle: CycleRow): CyclePlan {
+    return planCycle(cycle.jobs, (job) => this.dependenciesOf(job), this.history.cycleRuns(cycle.id));
+  }
+
+  /** True while `job` is a member of a cycle that has not finished. */
+  private jobInOpenCycle(job: string): boolean {
+    return [...this.openCycles.values()].some((cycle) => cycle.jobs.includes(job));
+  }
+
+  /**
+   * Opens a cycle over `members` (dependencies included by the caller), takes over runs already waiting for
+   * jobs without dependencies in it, and queues what can start. Refused when a member is still in another cycle.
+   */
+  private startCycle(kind: CycleKind, root: string | null, members: Set<string>): CycleRow {
+    const order = dependencyOrder(this.config.jobs, members);
+    for (const open of this.openCycles.values()) {
+      const busy = order.filter((job) => open.jobs.includes(job));
+      if (busy.length > 0) {
+        throw new ControlError(409, `${busy.join(', ')} ${busy.length === 1 ? 'is' : 'are'} still part of cycle ${open.id} (${open.kind}${open.root ? ` of ${open.root}` : ''}); wait until it has finished`);
+      }
+    }
+    const now = Date.now();
+    const cycle: CycleRow = { id: newRunId(`cycle-${root ?? kind}`, now), kind, root, jobs: order, started_at: now, ended_at: null, outcome: null };
+    const within = (job: string) => this.dependenciesOf(job).filter((dependency) => members.has(dependency));
+    this.history.transaction(() => {
+      this.history.createCycle(cycle);
+      this.history.addEvent({ kind: 'cycle', message: `cycle ${cycle.id} (${kind}${root ? ` of ${root}` : ''}) started: ${order.join(' → ')}`, data: { cycle: cycle.id, kind, root, jobs: order } });
+      for (const job of order) {
+        const dependencies = within(job);
+        const pending = this.scheduler.pending().filter((entry) => entry.job === job).map((entry) => entry.run_id);
+        const liveRun = [...this.live.values()].find((run) => run.job.name === job);
+        if (dependencies.length === 0) {
+          // A run already waiting (a retry from before, or an adopted live run) stands for this job in the cycle.
+          const adopt = pending[0] ?? liveRun?.id;
+          if (adopt !== undefined) {
+            this.history.updateRunWithEvent(adopt, { cycle_id: cycle.id }, { runId: adopt, job, kind: 'cycle', message: `run ${adopt} stands for ${job} in cycle ${cycle.id}` });
+          }
+          continue;
+        }
+        for (const runId of pending) {
+          // It would start before its dependencies: the cycle runs the job after them instead.
+          this.history.dequeue(runId);
+          const detail = `replaced by cycle ${cycle.id}, which runs ${job} after ${dependencies.join(', ')}`;
+          this.history.updateRunWithEvent(runId, { state: 'skipped', reason: 'superseded', detail, ended_at: now }, { runId, job, kind: 'state', message: `skipped: ${detail}` });
+        }
+      }
+    });
+    this.openCycles.set(cycle.id, cycle);
+    this.advanceCycles();
+    return this.openCycles.get(cycle.id) ?? this.history.getCycle(cycle.id)!;
+  }
+
+  /** Queues the jobs whose dependencies succeeded, skips those whose dependency failed, ends finished cycles. */
+  private advanceCycles(): void {
+    if (this.shuttingDown || this.closed) return;
+    if (this.advancing) {
+      // A queued run ended while queueing (e.g. it could not be built): go round once more.
+      this.advanceAgain = true;
+      return;
+    }
+    this.advancing = true;
+    try {
+      do {
+        this.advanceAgain = false;
+        for (const cycle of [...this.openCycles.values()]) this.advanceCycle(cycle);
+      } while (this.advanceAgain && !this.shuttingDown);
+    } finally {
+      this.advancing = false;
+    }
+  }
+
+  private advanceCycle(cycle: CycleRow): void {
+    const plan = this.planFor(cycle);
+    for (const skip of plan.skip) this.skipRun(cycle, skip.job, skip.detail);
+    for (const start of plan.queue) {
+      if (this.shuttingDown) return;
+      this.scheduler.enqueueStart(start.job, `cycle ${cycle.id}: ${start.detail}`, cycle.id);
+    }
+    if (plan.finished) this.endCycle(cycle, plan.ok ? 'succeeded' : 'failed');
+  }
+
+  /** Records a run that never started because a dependency failed in its cycle. */
+  private skipRun(cycle: CycleRow, job: string, detail: string): void {
+    const now = Date.now();
+    const id = newRunId(job, now);
+    this.history.transaction(() => {
+      this.history.createRun({ id, job, attempt: 1, chain_id: id, state: 'skipped', reason: 'dependency', detail, queued_at: now, ended_at: now, cycle_id: cycle.id });
+      this.history.addEvent({ runId: id, job, kind: 'state', message: `skipped: ${detail}`, data: { state: 'skipped', reason: 'dependency', cycle: cycle.id } });
+    });
+    this.metrics.recordRunEnd(job, 'skipped', 'dependency');
+    this.log.warn(`job ${job} skipped in cycle ${cycle.id}: ${detail}`);
+  }
+
+  private endCycle(cycle: CycleRow, outcome: 'succeeded' | 'failed'): void {
+    this.openCycles.delete(cycle.id);
+    const now = Date.now();
+    this.history.endCycle(cycle.id, outcome, now);
+    this.history.addEvent({ kind: 'cycle', message: `cycle ${cycle.id} ${outcome} after ${formatMs(now - cycle.started_at)}`, data: { cycle: cycle.id, outcome } });
+  }
+
+  /**
+   * Cycles a previous daemon left open end `abandoned`: their runs that still wait in the queue run as plain
+   * runs (or are taken over by this start's cycle); dependents that never queued are not started.
+   */
+  private abandonStaleCycles(): void {
+    for (const cycle of this.history.openCycles()) {
+      this.history.endCycle(cycle.id, 'abandoned');
+      this.history.addEvent({ kind: 'cycle', message: `cycle ${cycle.id} abandoned: the daemon restarted before it finished`, data: { cycle: cycle.id, outcome: 'abandoned' } });
+    }
+  }
+
+  /** A schedule tick: a job with dependents (or dependencies) starts a cycle; a lone job is just queued. */
+  private scheduledStart(job: string): void {
+    const members = withDependencies(this.config.jobs, withDependents(this.config.jobs, [job]));
+    if (!hasDependencies(this.config.jobs, members)) {
+      this.scheduler.enqueueStart(job, 'schedule');
+      return;
+    }
+    try {
+      this.startCycle('schedule', job, members);
+    } catch (error) {
+      this.history.addEvent({ job, kind: 'schedule_skip', message: `scheduled cycle skipped: ${(error as Error).message}` });
+    }
+  }
+
+  /** Why a plain start runs without its dependencies having succeeded in the job's current cycle; null when they did. */
+  private dependencyWarning(name: string): string | null {
+    const dependencies = this.dependenciesOf(name);
+    if (dependencies.length === 0) return null;
+    const cycle = this.history.latestCycleWith(name);
+    if (!cycle) {
+      return `started without waiting for its dependencies: ${dependencies.join(', ')} ${dependencies.length === 1 ? 'has' : 'have'} not run in a cycle with ${name}; use start --with-deps to run them first`;
+    }
+    const latest = new Map(this.history.cycleRuns(cycle.id).map((run) => [run.job, run]));
+    const missing: string[] = [];
+    for (const dependency of dependencies) {
+      const run = latest.get(dependency);
+      if (run?.state === 'succeeded') continue;
+      if (!run) missing.push(`${dependency} has not run`);
+      else if (!terminalStates.has(run.state)) missing.push(`${dependency} is ${run.state}`);
+      else missing.push(dependencyFailure(dependency, run).replace(/^dependency /, ''));
+    }
+    if (missing.length === 0) return null;
+    const rerun = this.openCycles.has(cycle.id) && !latest.has(name) ? `; cycle ${cycle.id} still runs ${name} again once they succeed` : '';
+    return `started without waiting for its dependencies (explicit start): ${missing.join(', ')} in its current cycle ${cycle.id}${rerun}; use start --with-deps to run them first`;
   }
 }
 
@@ -943,6 +1181,10 @@ function lastLines(file: string, count: number): string[] {
   } finally {
     closeSync(fd);
   }
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 function describeEnd(update: RunUpdate & { state: RunState }): string {

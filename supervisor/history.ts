@@ -40,6 +40,8 @@ export interface RunRow {
   staging_path: string | null;
   log_path: string | null;
   result_json: string | null;
+  /** The dependency cycle this run belongs to (migration 002); null outside any cycle. */
+  cycle_id: string | null;
 }
 
 export type RunUpdate = Partial<Omit<RunRow, 'id'>>;
@@ -78,6 +80,18 @@ export interface QueueRow {
   enqueued_at: number;
 }
 
+/** One row of `cycles` (see migrations/002_cycles.sql). */
+export interface CycleRow {
+  id: string;
+  kind: 'once' | 'autostart' | 'schedule' | 'with-deps';
+  root: string | null;
+  /** Member job names in dependency order. */
+  jobs: string[];
+  started_at: number;
+  ended_at: number | null;
+  outcome: 'succeeded' | 'failed' | 'abandoned' | null;
+}
+
 export interface RunFilter {
   job?: string;
   state?: string;
@@ -103,7 +117,7 @@ const runColumns = [
   'job', 'attempt', 'chain_id', 'pid', 'pid_start_time', 'state', 'reason', 'detail', 'exit_code', 'signal',
   'queued_at', 'started_at', 'ended_at', 'peak_rss_bytes', 'peak_swap_bytes', 'progress_done', 'progress_total',
   'progress_unit', 'rows_written', 'bad_messages', 'status_note', 'next_attempt_at', 'staging_path', 'log_path',
-  'result_json',
+  'result_json', 'cycle_id',
 ] as const;
 const runColumnSet: ReadonlySet<string> = new Set(runColumns);
 
@@ -389,6 +403,38 @@ export class History {
     return this.statements.queue.all() as QueueRow[];
   }
 
+  /** Records a new open cycle. */
+  createCycle(cycle: Pick<CycleRow, 'id' | 'kind' | 'root' | 'jobs' | 'started_at'>): void {
+    this.db
+      .prepare('INSERT INTO cycles (id, kind, root, jobs_json, started_at) VALUES (?, ?, ?, ?, ?)')
+      .run(cycle.id, cycle.kind, cycle.root, JSON.stringify(cycle.jobs), cycle.started_at);
+  }
+
+  getCycle(id: string): CycleRow | undefined {
+    const row = this.db.prepare('SELECT * FROM cycles WHERE id = ?').get(id) as StoredCycle | undefined;
+    return row ? cycleFromStored(row) : undefined;
+  }
+
+  /** Cycles not yet ended, oldest first. */
+  openCycles(): CycleRow[] {
+    return (this.db.prepare('SELECT * FROM cycles WHERE ended_at IS NULL ORDER BY started_at, id').all() as StoredCycle[]).map(cycleFromStored);
+  }
+
+  /** The most recent cycle (open or ended) that has `job` among its members. */
+  latestCycleWith(job: string): CycleRow | undefined {
+    const rows = this.db.prepare('SELECT * FROM cycles ORDER BY started_at DESC, id DESC LIMIT 200').all() as StoredCycle[];
+    return rows.map(cycleFromStored).find((cycle) => cycle.jobs.includes(job));
+  }
+
+  endCycle(id: string, outcome: NonNullable<CycleRow['outcome']>, at: number = Date.now()): void {
+    this.db.prepare('UPDATE cycles SET ended_at = ?, outcome = ? WHERE id = ? AND ended_at IS NULL').run(at, outcome, id);
+  }
+
+  /** Every run of a cycle, oldest first (by queue time, then attempt). */
+  cycleRuns(cycleId: string): RunRow[] {
+    return this.db.prepare('SELECT * FROM runs WHERE cycle_id = ? ORDER BY queued_at, attempt, id').all(cycleId) as RunRow[];
+  }
+
   /** Runs `work` in one transaction. */
   transaction<T>(work: () => T): T {
     return this.db.transaction(work)();
@@ -407,6 +453,15 @@ export class History {
     }
     return state;
   }
+}
+
+interface StoredCycle extends Omit<CycleRow, 'jobs'> {
+  jobs_json: string;
+}
+
+function cycleFromStored(row: StoredCycle): CycleRow {
+  const { jobs_json, ...rest } = row;
+  return { ...rest, jobs: JSON.parse(jobs_json) as string[] };
 }
 
 function migrate(db: Database.Database, migrations: Migration[], file: string): void {

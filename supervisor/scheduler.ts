@@ -49,12 +49,15 @@ export class Scheduler {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Queues the first attempt of a new chain (a `start`); it is dispatched as soon as a slot is free. */
-  enqueueStart(job: string, detail = 'start requested'): RunRow {
+  /**
+   * Queues the first attempt of a new chain (a `start`); it is dispatched as soon as a slot is free.
+   * `cycleId` ties the run to a dependency cycle; its retries inherit it.
+   */
+  enqueueStart(job: string, detail = 'start requested', cycleId: string | null = null): RunRow {
     const now = this.now();
     const id = newRunId(job, now);
     const run = this.history.transaction(() => {
-      const created = this.history.createQueuedRun({ id, job, attempt: 1, chain_id: id, queued_at: now, ...this.host.runPaths(job, id, id) }, now);
+      const created = this.history.createQueuedRun({ id, job, attempt: 1, chain_id: id, queued_at: now, cycle_id: cycleId, ...this.host.runPaths(job, id, id) }, now);
       this.history.addEvent({ runId: id, job, kind: 'state', message: `queued (${detail})`, at: now });
       return created;
     });
@@ -71,7 +74,7 @@ export class Scheduler {
       this.history.updateRun(previous.id, { next_attempt_at: due });
       const paths = this.host.runPaths(previous.job, id, previous.chain_id);
       const created = this.history.createQueuedRun(
-        { id, job: previous.job, attempt: previous.attempt + 1, chain_id: previous.chain_id, queued_at: now, next_attempt_at: due, ...paths },
+        { id, job: previous.job, attempt: previous.attempt + 1, chain_id: previous.chain_id, queued_at: now, next_attempt_at: due, cycle_id: previous.cycle_id ?? null, ...paths },
         due,
       );
       this.history.addEvent({
