@@ -23,6 +23,8 @@ export interface Channel {
   ready(message: Omit<ReadyMessage, 'type'>): Promise<void>;
   /** Called once when the supervisor asks for a clean stop or the channel closes. */
   onStop(listener: (reason: string) => void): void;
+  /** Marks the run as stopping for a reason found in this process (e.g. a SIGTERM); the first reason wins. */
+  requestStop(reason: string): void;
   /** Resolves when every message sent so far has been handed to the OS (at most `timeoutMs` later). */
   drain(timeoutMs?: number): Promise<void>;
   close(): void;
@@ -138,6 +140,7 @@ export function openChannel(options: ChannelOptions): Channel {
       stopListeners.push(listener);
       if (stopReason !== undefined) listener(stopReason);
     },
+    requestStop,
     drain(timeoutMs = 2000) {
       return new Promise((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);

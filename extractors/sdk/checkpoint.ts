@@ -16,6 +16,8 @@ export interface UnitStaging {
   readonly connection: DuckDBConnection;
   /** Runs one statement, serialized with every other statement of the session. */
   sql(text: string, params?: DuckDBValue[]): Promise<void>;
+  /** Runs `task` on the connection, serialized with every statement; rejects once the session is closing. */
+  exclusive<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T>;
   /** Every declared table writer. */
   writers(): readonly StagingTable[];
   /** Resolves when every declared table's DDL has run (rejects with the first DDL error). */
@@ -45,7 +47,7 @@ export class UnitLedger {
   /** Creates the checkpoint table if needed and loads the keys earlier attempts committed. */
   static async open(staging: UnitStaging): Promise<UnitLedger> {
     await staging.sql(UNITS_DDL);
-    const reader = await staging.connection.runAndReadAll(`SELECT key FROM ${UNITS_TABLE}`);
+    const reader = await staging.exclusive((connection) => connection.runAndReadAll(`SELECT key FROM ${UNITS_TABLE}`));
     const keys = reader.getColumns()[0] ?? [];
     return new UnitLedger(staging, keys.map((key) => String(key)));
   }
@@ -111,6 +113,10 @@ export class UnitLedger {
     } catch {
       // The transaction may already be aborted by the failing statement; nothing is committed either way.
     }
-    for (const [writer, before] of appendedBefore) await writer.discard(this.staging.connection, before);
+    for (const [writer, before] of appendedBefore) {
+      writer.discard(before);
+      // The Appender is recreated in turn with every other DuckDB call; during teardown it is not needed.
+      await this.staging.exclusive((connection) => writer.reopenAppender(connection)).catch(() => undefined);
+    }
   }
 }

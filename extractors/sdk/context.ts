@@ -11,11 +11,22 @@ import { checkExpectation } from './validate.js';
 export const VIEWS_TABLE = '_duckvisor_views';
 const VIEWS_DDL = `CREATE TABLE IF NOT EXISTS ${VIEWS_TABLE} (name VARCHAR PRIMARY KEY, sql VARCHAR NOT NULL)`;
 
+/** Raised for statements submitted after teardown began; they never reach DuckDB. */
+export class SessionClosedError extends Error {
+  override name = 'SessionClosedError';
+}
+
 // Why: one owner for the staging connection, so statements never interleave and close is complete.
+// Every asynchronous DuckDB call (statements, table DDL + Appender creation, Appender re-creation
+// after a rollback, the memory monitor's query) goes through this object, and close() waits for
+// the one in flight before closing anything: closing a connection under a running native call
+// crashes the process (SIGSEGV) instead of failing the run.
 export class StagingSession implements UnitStaging {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly tables = new Map<string, StagingTable>();
   private pendingDeclarations: Promise<unknown>[] = [];
+  private closing: Promise<void> | undefined;
+  private monitorInFlight: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly path: string,
@@ -43,12 +54,25 @@ export class StagingSession implements UnitStaging {
     return session;
   }
 
-  sql(text: string, params?: DuckDBValue[]): Promise<void> {
-    const result = this.queue.then(async () => {
-      await this.connection.run(text, params);
+  /** True once close() was called: new work is refused, work in flight is awaited. */
+  get isClosing(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Runs `task` on the staging connection after every earlier task; refused once the session is closing. */
+  exclusive<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
+    const result = this.queue.then(() => {
+      if (this.closing !== undefined) throw new SessionClosedError(`the staging database ${this.path} is closing; statement not run`);
+      return task(this.connection);
     });
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  sql(text: string, params?: DuckDBValue[]): Promise<void> {
+    return this.exclusive(async (connection) => {
+      await connection.run(text, params);
+    });
   }
 
   writers(): readonly StagingTable[] {
@@ -59,10 +83,14 @@ export class StagingSession implements UnitStaging {
   declare(table: StagingTable): void {
     if (this.tables.has(table.name)) throw new Error(`table '${table.name}' is declared twice; call ctx.table() once per table`);
     this.tables.set(table.name, table);
-    const ready = this.sql(table.createStatement()).then(() => table.open(this.connection));
+    const ready = this.exclusive(async (connection) => {
+      await connection.run(table.createStatement());
+      await table.open(connection);
+    });
     ready.catch(() => undefined);
     this.pendingDeclarations.push(
       ready.catch((error: unknown) => {
+        if (error instanceof SessionClosedError) throw error;
         throw new Error(`table '${table.name}': cannot create it in staging: ${error instanceof Error ? error.message : String(error)}`);
       }),
     );
@@ -74,6 +102,7 @@ export class StagingSession implements UnitStaging {
     saved.catch(() => undefined);
     this.pendingDeclarations.push(
       saved.catch((error: unknown) => {
+        if (error instanceof SessionClosedError) throw error;
         throw new Error(`view '${name}': cannot record it: ${error instanceof Error ? error.message : String(error)}`);
       }),
     );
@@ -91,35 +120,55 @@ export class StagingSession implements UnitStaging {
   }
 
   /** Output tables in staging (all attempts), with their row counts; SDK tables excluded. */
-  async tableRowCounts(): Promise<Record<string, number>> {
-    const names = await this.connection.runAndReadAll(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_duckvisor\\_%' ESCAPE '\\' ORDER BY table_name`,
-    );
-    const counts: Record<string, number> = {};
-    for (const [name] of names.getRows()) {
-      const reader = await this.connection.runAndReadAll(`SELECT count(*) FROM "${String(name)}"`);
-      counts[String(name)] = Number(reader.getRows()[0]?.[0] ?? 0);
-    }
-    return counts;
+  tableRowCounts(): Promise<Record<string, number>> {
+    return this.exclusive(async (connection) => {
+      const names = await connection.runAndReadAll(
+        `SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_duckvisor\\_%' ESCAPE '\\' ORDER BY table_name`,
+      );
+      const counts: Record<string, number> = {};
+      for (const [name] of names.getRows()) {
+        const reader = await connection.runAndReadAll(`SELECT count(*) FROM "${String(name)}"`);
+        counts[String(name)] = Number(reader.getRows()[0]?.[0] ?? 0);
+      }
+      return counts;
+    });
   }
 
   /** Bytes DuckDB holds, for the memory self-check (a separate connection, so it never waits on a unit). */
   async duckdbMemoryBytes(): Promise<number> {
-    const reader = await this.monitor.runAndReadAll('SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()');
+    if (this.closing !== undefined) return 0;
+    const query = this.monitor.runAndReadAll('SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()');
+    this.monitorInFlight = query.catch(() => undefined);
+    const reader = await query;
     return Number(reader.getRows()[0]?.[0] ?? 0);
   }
 
-  /** Flushes and closes every writer, checkpoints (merging the WAL into the file), and releases the file lock. */
-  async close(options: { checkpoint: boolean }): Promise<void> {
+  /**
+   * Flushes and closes every writer, checkpoints (merging the WAL into the file), and releases the file lock.
+   * Safe to call while the extractor still has work queued: that work is refused, the call in flight is
+   * awaited, then Appenders, connections and the instance are closed in that order. Idempotent.
+   */
+  close(options: { checkpoint: boolean }): Promise<void> {
+    this.closing ??= this.closeNow(options);
+    return this.closing;
+  }
+
+  private async closeNow(options: { checkpoint: boolean }): Promise<void> {
+    // Tasks queued behind the running one see `closing` and return without touching DuckDB.
     await this.queue;
-    for (const table of this.tables.values()) {
-      if (options.checkpoint) table.close();
-      else table.abandon();
+    await this.monitorInFlight;
+    try {
+      for (const table of this.tables.values()) {
+        if (options.checkpoint) table.close();
+        else table.abandon();
+      }
+      if (options.checkpoint) await this.connection.run('CHECKPOINT');
+    } finally {
+      for (const table of this.tables.values()) table.abandon();
+      this.monitor.closeSync();
+      this.connection.closeSync();
+      this.instance.closeSync();
     }
-    if (options.checkpoint) await this.connection.run('CHECKPOINT');
-    this.monitor.closeSync();
-    this.connection.closeSync();
-    this.instance.closeSync();
   }
 }
 

@@ -60,6 +60,41 @@ class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** SIGTERM/SIGINT ended the run: the supervisor's stop after its grace, or a limit kill. Exit code `stopped`. */
+class StoppedBySignal extends Error {
+  override name = 'StoppedBySignal';
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}: rows not yet committed were discarded; committed units are kept for a resume`);
+  }
+}
+
+/** A run-ending failure raised outside the extractor's own call chain (memory self-check, a signal). */
+interface Interruption {
+  /** Rejects with the first failure; raced against every step of the run. */
+  readonly promise: Promise<never>;
+  readonly failure: Error | undefined;
+  fail(error: Error): void;
+}
+
+function createInterruption(): Interruption {
+  let reject!: (error: Error) => void;
+  let failure: Error | undefined;
+  const promise = new Promise<never>((_, rejectWith) => {
+    reject = rejectWith;
+  });
+  promise.catch(() => undefined);
+  return {
+    promise,
+    get failure() {
+      return failure;
+    },
+    fail(error) {
+      failure ??= error;
+      reject(error);
+    },
+  };
+}
+
 function readOptions(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const raw = env[childEnv.options];
   if (raw === undefined || raw.trim() === '') return {};
@@ -107,7 +142,7 @@ function stagingPath(extractor: Extractor<unknown>, env: NodeJS.ProcessEnv, chan
   return fallback;
 }
 
-async function execute<Options>(extractor: Extractor<Options>, channel: Channel, env: NodeJS.ProcessEnv): Promise<number> {
+async function execute<Options>(extractor: Extractor<Options>, channel: Channel, env: NodeJS.ProcessEnv, interruption: Interruption): Promise<number> {
   const rawOptions = readOptions(env);
   const options = parseOptions(extractor, rawOptions);
   const batchRows = parseBatchRows(rawOptions['batch_rows']);
@@ -121,12 +156,10 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
   });
 
+  // Opening is not raced: the instance must exist (and be closed below) before anything can end the run.
   const session = await StagingSession.open(file, settings);
-  let fail!: (error: Error) => void;
-  const fatal = new Promise<never>((_, reject) => {
-    fail = reject;
-  });
-  fatal.catch(() => undefined);
+  const fatal = interruption.promise;
+  const fail = (error: Error): void => interruption.fail(error);
   let selfCheck: MemorySelfCheck | undefined;
   let closed = false;
   try {
@@ -145,6 +178,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
       batchRows,
     };
     const { context, state } = createContext(options, meta, session, ledger, channel);
+    if (interruption.failure !== undefined) throw interruption.failure;
     await Promise.race([extractor.main(context), fatal]);
     await Promise.race([session.flushOutsideUnits(), fatal]);
     selfCheck?.stop();
@@ -171,6 +205,8 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     selfCheck?.stop();
     if (!closed) {
       // A failure: whatever was committed stays; the close releases the file lock for the retry.
+      // The extractor's main may still be running (it lost a race against a signal or the memory
+      // check): the session refuses its further statements and waits for the one DuckDB is running.
       await session.close({ checkpoint: false }).catch(() => undefined);
     }
   }
@@ -189,14 +225,29 @@ export async function runExtractor<Options>(extractor: Extractor<Options>, env: 
     process.exit(exitCodes.failed);
   }
   channel.hello(extractor.name);
+  const interruption = createInterruption();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    // Later signals are ignored: teardown is short, and the supervisor's SIGKILL follows if it is not.
+    if (interruption.failure instanceof StoppedBySignal) return;
+    channel.requestStop(`received ${signal}`);
+    interruption.fail(new StoppedBySignal(signal));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   let code: number;
   try {
-    code = await execute(extractor, channel, env);
+    code = await execute(extractor, channel, env, interruption);
   } catch (error) {
-    const message = error instanceof UsageError || !(error instanceof Error) ? String(error instanceof Error ? error.message : error) : error.stack ?? error.message;
-    process.stderr.write(`extractor '${extractor.name}' failed: ${message}\n`);
-    channel.log('error', `extractor '${extractor.name}' failed: ${error instanceof Error ? error.message : String(error)}`);
-    code = exitCodes.failed;
+    if (error instanceof StoppedBySignal) {
+      process.stderr.write(`extractor '${extractor.name}' ${error.message}\n`);
+      channel.log('warn', `extractor '${extractor.name}' ${error.message}`);
+      code = exitCodes.stopped;
+    } else {
+      const message = error instanceof UsageError || !(error instanceof Error) ? String(error instanceof Error ? error.message : error) : error.stack ?? error.message;
+      process.stderr.write(`extractor '${extractor.name}' failed: ${message}\n`);
+      channel.log('error', `extractor '${extractor.name}' failed: ${error instanceof Error ? error.message : String(error)}`);
+      code = exitCodes.failed;
+    }
   }
   await channel.drain();
   channel.close();

@@ -183,6 +183,8 @@ export class StagingTable implements TableWriter {
   /** Rows handed to the appender or the chunk but not yet flushed into the database. */
   private unflushed = 0;
   private appended = 0;
+  /** Set by discard(): the Appender was released and reopenAppender() must replace it. */
+  private reopenPending = false;
 
   constructor(
     name: string,
@@ -271,10 +273,12 @@ export class StagingTable implements TableWriter {
 
   /**
    * Forgets buffered rows after a rollback: the chunk, the Appender's cache, and the count of rows
-   * appended since `sinceAppended`. The Appender is recreated, as a failed flush can leave it unusable.
+   * appended since `appendedBefore`. The Appender is released, as a failed flush can leave it
+   * unusable; reopenAppender() replaces it (rows appended meanwhile wait in JS, as before open()).
    */
-  async discard(connection: DuckDBConnection, appendedBefore: number): Promise<void> {
+  discard(appendedBefore: number): void {
     this.chunk = undefined;
+    this.vectors = [];
     this.chunkRows = 0;
     this.early = [];
     this.unflushed = 0;
@@ -284,10 +288,21 @@ export class StagingTable implements TableWriter {
         this.appender.clear();
         this.appender.closeSync();
       } catch {
-        // A failed flush leaves the Appender invalid; it is replaced below either way.
+        // A failed flush leaves the Appender invalid; it is replaced by reopenAppender() either way.
       }
-      this.appender = await connection.createAppender(this.name);
+      this.appender = undefined;
+      this.reopenPending = true;
     }
+  }
+
+  /** Creates a fresh Appender after discard() and writes the rows appended in between. */
+  async reopenAppender(connection: DuckDBConnection): Promise<void> {
+    if (!this.reopenPending) return;
+    this.appender = await connection.createAppender(this.name);
+    this.reopenPending = false;
+    const early = this.early;
+    this.early = [];
+    for (const row of early) this.write(row);
   }
 
   /** Flushes and releases the Appender (it holds the connection open). */
