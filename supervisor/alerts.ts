@@ -72,6 +72,12 @@ export interface AlertDelivery {
   attempt: number;
 }
 
+/** Which job and run a delivery is about; the second argument of the `record` callback. */
+export interface AlertSubject {
+  job: string;
+  run: string | null;
+}
+
 export interface AlertDispatcherOptions {
   /** Base environment for command hooks (systemd variables are always removed). Defaults to process.env. */
   env?: NodeJS.ProcessEnv;
@@ -175,7 +181,7 @@ export function describeAlert(alert: AlertConfig): string {
 /** Why: alerts must reach people without ever slowing or endangering the supervision loop. */
 export class AlertDispatcher {
   #config: AlertConfig[];
-  readonly #record: (delivery: AlertDelivery) => void;
+  readonly #record: (delivery: AlertDelivery, subject: AlertSubject) => void;
   readonly #env: Record<string, string>;
   readonly #host: string;
   readonly #backoff: number;
@@ -189,7 +195,7 @@ export class AlertDispatcher {
   readonly #aborts = new Set<AbortController>();
   #draining = false;
 
-  constructor(config: AlertConfig[], record: (delivery: AlertDelivery) => void, options: AlertDispatcherOptions = {}) {
+  constructor(config: AlertConfig[], record: (delivery: AlertDelivery, subject: AlertSubject) => void, options: AlertDispatcherOptions = {}) {
     this.#config = config;
     this.#record = record;
     this.#env = stripSystemdEnv(options.env ?? process.env);
@@ -218,7 +224,7 @@ export class AlertDispatcher {
     const event = buildAlertEvent(kind, payload, this.#host);
     for (const alert of targets) {
       if (this.#queue.length >= this.#maxQueued) {
-        this.#report({ kind, alert: describeAlert(alert), ok: false, attempt: 0, detail: `dropped: ${this.#queue.length} alert deliveries already waiting` });
+        this.#report({ kind, alert: describeAlert(alert), ok: false, attempt: 0, detail: `dropped: ${this.#queue.length} alert deliveries already waiting` }, event);
         continue;
       }
       this.#queue.push({ kind, alert, event });
@@ -242,7 +248,7 @@ export class AlertDispatcher {
     }
     const unfinished = this.pending;
     for (const dropped of this.#queue.splice(0)) {
-      this.#report({ kind: dropped.kind, alert: describeAlert(dropped.alert), ok: false, attempt: 0, detail: 'dropped: daemon shutting down' });
+      this.#report({ kind: dropped.kind, alert: describeAlert(dropped.alert), ok: false, attempt: 0, detail: 'dropped: daemon shutting down' }, dropped.event);
     }
     for (const pid of this.#hooks) killGroup(pid);
     for (const controller of this.#aborts) controller.abort(new Error('daemon shutting down'));
@@ -275,7 +281,7 @@ export class AlertDispatcher {
       const delay = Math.min(this.#maxBackoff, this.#backoff * 2 ** (attempt - 1));
       let detail = result.detail;
       if (!result.ok) detail += last ? `; giving up after ${attempt} attempt${attempt === 1 ? '' : 's'}` : `; will retry in ${formatDuration(delay)}`;
-      this.#report({ kind, alert: name, ok: result.ok, detail, attempt });
+      this.#report({ kind, alert: name, ok: result.ok, detail, attempt }, event);
       if (last) return;
       await this.#sleep(delay);
     }
@@ -360,9 +366,9 @@ export class AlertDispatcher {
     });
   }
 
-  #report(delivery: AlertDelivery): void {
+  #report(delivery: AlertDelivery, event: AlertEvent): void {
     try {
-      this.#record(delivery);
+      this.#record(delivery, { job: event.job, run: event.run });
     } catch {
       // The daemon's recorder failing must not break alerting.
     }

@@ -19,7 +19,7 @@ import { isSameProcessAlive, killLeftoverRun } from './recovery.js';
 import { retryDelay, retryReasonFor } from './retry.js';
 import { startRun as realStartRun } from './run.js';
 import { newRunId, safeName, Scheduler } from './scheduler.js';
-import { terminalStates, type AlertEventKind, type DaemonConfig, type JobConfig, type KillReason, type Progress, type RunHandle, type RunObserver, type RunOutcome, type RunSpec, type RunState, type Sample } from './types.js';
+import { terminalStates, type AlertEventKind, type DaemonConfig, type JobConfig, type KillReason, type Progress, type RetryReason, type RunHandle, type RunObserver, type RunOutcome, type RunSpec, type RunState, type Sample } from './types.js';
 import { childEnv } from '../extractors/sdk/protocol.js';
 
 /** systemd/daemon variables a child must not inherit (it would talk to systemd as if it were us). */
@@ -33,6 +33,13 @@ const progressWriteIntervalMs = 500;
 
 /** Window over which the live progress rate is computed. */
 const rateWindowMs = 60_000;
+
+/**
+ * sysexits.h EX_DATAERR. The child contract: a job (extractor or command) whose output failed its validation
+ * exits with this code; the run ends `failed` with reason `validation` and is retried only when the job's
+ * `retries.on` names `validation` (a crash would be retried by default, but bad data repeats).
+ */
+export const EXIT_VALIDATION_FAILED = 65;
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -61,6 +68,8 @@ interface LiveRun {
   stop: { reason: KillReason; detail: string; shutdown: boolean } | null;
   /** The measured value and limit of the kill decision, for alerts. */
   kill: { measured: number | null; limit: number | null } | null;
+  /** The last `error` log message of the child (the reason behind an exit 65). */
+  lastError: string | null;
   /** Resolves when the run reached a terminal state. */
   ended: Promise<RunRow>;
   resolveEnded: (row: RunRow) => void;
@@ -120,10 +129,12 @@ export class Daemon implements ControlTarget {
     this.onStatus = options.onStatus ?? (() => {});
     this.alerts = new AlertDispatcher(
       this.config.alerts,
-      (delivery) => {
+      (delivery, subject) => {
         this.metrics.recordAlert(delivery.ok);
         if (!this.historyOpen) return;
         this.history.addEvent({
+          runId: subject.run,
+          job: subject.job,
           kind: 'alert',
           message: `${delivery.kind} → ${delivery.alert}: ${delivery.ok ? 'delivered' : 'FAILED'} (${delivery.detail}, try ${delivery.attempt})`,
           data: delivery,
@@ -502,6 +513,7 @@ export class Daemon implements ControlTarget {
       lastSample: null,
       stop: null,
       kill: null,
+      lastError: null,
       ended,
       resolveEnded,
       log: this.log.child({ job: job.name, run: row.id }),
@@ -632,6 +644,7 @@ export class Daemon implements ControlTarget {
           if (message.type === 'hello') {
             this.history.addEvent({ runId, job, kind: 'hello', message: `${prefix}hello: extractor ${message.extractor}, protocol ${message.protocol}, pid ${message.pid}` });
           } else if (message.type === 'log') {
+            if (!publisher && message.level === 'error') liveRun.lastError = message.msg;
             if (publisher && message.level === 'warn') this.history.updateRun(runId, { status_note: message.msg });
             if (message.level !== 'debug') this.history.addEvent({ runId, job, kind: 'log', message: `${prefix}${message.level}: ${message.msg}` });
           } else if (message.type === 'ready') {
@@ -726,6 +739,11 @@ export class Daemon implements ControlTarget {
           return;
         }
         this.finishLive(liveRun, { ...base, state: 'succeeded', reason: null, detail: outcome.detail });
+        return;
+      }
+      if (outcome.state === 'failed' && outcome.reason === 'crash' && outcome.exitCode === EXIT_VALIDATION_FAILED) {
+        const why = liveRun.lastError ?? `exit code ${EXIT_VALIDATION_FAILED} (EX_DATAERR): the job reported that its output failed validation`;
+        this.finishLive(liveRun, { ...base, state: 'failed', reason: 'validation', detail: why });
         return;
       }
       this.finishLive(liveRun, { ...base, state: outcome.state, reason: outcome.reason, detail: outcome.detail ?? liveRun.stop?.detail ?? null });
@@ -854,7 +872,8 @@ export class Daemon implements ControlTarget {
   }
 
   private maybeRetry(row: RunRow): void {
-    const reason = retryReasonFor(row.state, row.reason);
+    // A validation failure is retried only when the policy names it (retry.ts leaves it out of the defaults).
+    const reason: RetryReason | null = row.state === 'failed' && row.reason === 'validation' ? 'validation' : retryReasonFor(row.state, row.reason);
     if (!reason) return;
     const job = this.config.jobs.get(row.job);
     if (!job) return;
@@ -919,6 +938,7 @@ export class Daemon implements ControlTarget {
       lastSample: null,
       stop: null,
       kill: null,
+      lastError: null,
       ended,
       resolveEnded,
       log: this.log.child({ job: job.name, run: row.id }),

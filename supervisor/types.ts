@@ -7,8 +7,11 @@ export type HeartbeatMode = 'ipc' | 'stdout' | 'none';
 export const killReasons = ['memory', 'swap', 'disk', 'heartbeat', 'stalled', 'timeout', 'operator', 'thrash'] as const;
 export type KillReason = (typeof killReasons)[number];
 
-/** Reasons a retry policy can name: kill reasons plus `crash` (non-zero exit / signal not sent by us) and `interrupted`. */
-export const retryReasons = ['crash', 'interrupted', 'heartbeat', 'stalled', 'timeout', 'memory', 'swap', 'disk', 'thrash'] as const;
+/**
+ * Reasons a retry policy can name: kill reasons plus `crash` (non-zero exit / signal not sent by us), `interrupted`,
+ * and `validation` (the output failed its checks: `ready` with validation.ok false, or exit code 65 EX_DATAERR).
+ */
+export const retryReasons = ['crash', 'interrupted', 'heartbeat', 'stalled', 'timeout', 'memory', 'swap', 'disk', 'thrash', 'validation'] as const;
 export type RetryReason = (typeof retryReasons)[number];
 
 export const runStates = ['queued', 'starting', 'running', 'publishing', 'succeeded', 'failed', 'killed', 'interrupted', 'skipped'] as const;
