@@ -158,6 +158,49 @@ alerts:
   t.deepEqual(hooks[0].inherited, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null });
 });
 
+// `duckvisorctl shutdown` sends STOPPING=1 only after every run has stopped and the daemon has closed:
+// supervisor/daemon-main.ts calls notifier.stopping() on SIGTERM/SIGINT, but for the control API's shutdown
+// only after `await daemon.finished`. systemd (sd_notify(3): "beginning its shutdown") keeps showing the
+// service as running for the whole stop_grace. Marked failing until fixed.
+test.serial.failing('sd_notify: STOPPING=1 on `duckvisorctl shutdown` is sent when the shutdown begins, before the runs have stopped', async (t) => {
+  const dir = tempDir();
+  const listener = await startNotifyListener(path.join(dir, 'notify.sock'));
+  t.teardown(listener.close);
+  const config = path.join(dir, 'duckvisor.yaml');
+  writeFileSync(
+    config,
+    `state_dir: ./state
+control:
+  socket: ./run/dv.sock
+defaults:
+  stop_grace: 3s
+  retries: {max: 0}
+jobs:
+  stubborn:
+    command: ${argv(node, fixture('ignore-term.mjs'))}
+    heartbeat: none
+    autostart: true
+`,
+  );
+  const daemon = spawnDaemonWithEnv(config, envWithoutSystemd({ NOTIFY_SOCKET: listener.socket }));
+  const pids: number[] = [];
+  t.teardown(async () => {
+    await stopDaemon(daemon);
+    for (const pid of pids) killGroup(pid);
+  });
+  await waitFor(() => listener.with('READY=1')[0], 20_000, 'READY=1');
+  const run = await waitForJobState(config, 'stubborn', ['running']);
+  pids.push(run.pid);
+  t.is((await ctl(['--config', config, 'shutdown'])).code, 0);
+  const stopping = (await waitFor(() => listener.with('STOPPING=1')[0], 20_000, 'STOPPING=1'))!;
+  await daemon.exited;
+  const db = new Database(path.join(dir, 'state', 'history.sqlite'), { readonly: true });
+  t.teardown(() => db.close());
+  const ended = db.prepare("SELECT at FROM events WHERE run_id = ? AND kind = 'state' AND message LIKE 'interrupted%'").get(run.id) as { at: number };
+  t.log(`run interrupted at +0 ms; STOPPING=1 arrived at ${stopping.t - ended.at} ms relative to it`);
+  t.true(stopping.t < ended.at, 'STOPPING=1 arrives while the SIGTERM-ignoring run is still in its stop_grace');
+});
+
 // ------------------------------------------------------------------------- a memory kill, end to end
 
 /** Text a shell would execute; it must arrive in payloads verbatim and create nothing. */
