@@ -261,3 +261,36 @@ test('stopping a job that waits for its dependencies skips it and its dependents
   }, 10_000, 'the cycle to end');
   t.is(outcome, 'failed');
 });
+
+test('a schedule tick of a job with dependents starts a cycle: the dependents run after it; a tick is skipped while the cycle is open', async (t) => {
+  const paths = writeConfig(
+    `  root:
+    command: ${node('sleeper.mjs', '3', '3')}
+    heartbeat: stdout
+    autostart: false
+    schedule: "*/2 * * * * *"
+  derived:
+    command: ${node('sleeper.mjs', '0.2', '2')}
+    heartbeat: stdout
+    autostart: false
+    after: [root]
+`,
+  );
+  const daemon = await startDaemon(paths.config);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const derived = await waitFor(async () => {
+    const runs = await ctlJson(paths.config, 'history', 'derived', '--limit', '1');
+    return runs[0]?.state === 'succeeded' ? runs[0] : null;
+  }, 30_000, 'derived to succeed after a scheduled root');
+  await ctlJson(paths.config, 'shutdown');
+  await daemon.exited;
+  const db = openHistory(t, paths.stateDir);
+  const cycle = db.prepare('SELECT * FROM cycles WHERE id = ?').get(derived.cycle_id) as { kind: string; root: string; jobs_json: string };
+  t.like(cycle, { kind: 'schedule', root: 'root', jobs_json: JSON.stringify(['root', 'derived']) });
+  const root = db.prepare("SELECT * FROM runs WHERE job = 'root' AND cycle_id = ?").get(derived.cycle_id) as Row;
+  t.is(root.state, 'succeeded');
+  t.true(Date.parse(derived.started_at) >= root.ended_at!);
+  // root runs 3 s on a 2 s schedule: the tick during its run found the cycle still open.
+  const skips = db.prepare("SELECT count(*) AS n FROM events WHERE kind = 'schedule_skip' AND job = 'root'").get() as { n: number };
+  t.true(skips.n >= 1, 'a tick was skipped while the cycle was open');
+});
