@@ -5,7 +5,8 @@
 //   metrics.recordSample(job.name, sample, job.limits);          // RunObserver.sample, each sample of a live run
 //   metrics.recordRunEnd(job.name, outcome.state, outcome.reason); // each run end (also interrupted/skipped)
 //   metrics.clearJob(job.name);                                  // when the job's last live run ended, or the job was removed by reload
-//   metrics.setQueue(queue.length); metrics.setLive(live.size);  // whenever either changes
+//   metrics.setQueue(queue.length); metrics.setLive(live.size);  // whenever either changes, or (better):
+//   metrics.readAtScrape({ queueLength: () => scheduler.pending().length, liveRuns: () => live.size }); // once, at start
 //   metrics.recordSamplingLag(seconds);                          // sampler: how late a tick ran vs its schedule
 //   metrics.recordAlert(delivery.ok);                            // inside the AlertDispatcher `record` callback
 //   startHttpServer({ listen, token, handler }, metrics)          // serves metrics.metricsText() on /metrics
@@ -17,6 +18,14 @@ export interface MetricsOptions {
   prefix?: string;
   /** Also export the daemon's own process metrics (CPU, RSS, fds, event-loop lag, GC). */
   processMetrics?: boolean;
+}
+
+/** Live values read when /metrics is scraped, instead of pushed on every change. */
+export interface ScrapeSources {
+  /** Runs waiting for a free slot (the scheduler's pending queue). */
+  queueLength?: () => number;
+  /** Runs alive now. */
+  liveRuns?: () => number;
 }
 
 /** Label value for a run that ended without a reason (e.g. succeeded). */
@@ -35,6 +44,7 @@ export class DaemonMetrics {
   readonly #live: Gauge;
   readonly #lag: Histogram;
   readonly #alerts: Counter<'result'>;
+  #sources: ScrapeSources = {};
 
   constructor(options: MetricsOptions = {}) {
     const prefix = options.prefix ?? 'duckvisor_';
@@ -45,8 +55,33 @@ export class DaemonMetrics {
     this.#swap = new Gauge({ name: `${prefix}job_swap_bytes`, help: 'Swap of the live run of a job, summed over its process tree.', labelNames: ['job'], registers });
     this.#rssLimit = new Gauge({ name: `${prefix}job_rss_limit_bytes`, help: 'The RSS limit of a job with a live run.', labelNames: ['job'], registers });
     this.#swapLimit = new Gauge({ name: `${prefix}job_swap_limit_bytes`, help: 'The swap limit of a job with a live run.', labelNames: ['job'], registers });
-    this.#queue = new Gauge({ name: `${prefix}queue_length`, help: 'Runs waiting for a free slot.', registers });
-    this.#live = new Gauge({ name: `${prefix}live_runs`, help: 'Runs alive now (starting, running or publishing).', registers });
+    // With a scrape source, the value is read when /metrics is served, so it cannot go stale between run state changes.
+    const readSource = (gauge: Gauge, source: (() => number) | undefined) => {
+      if (!source) return;
+      try {
+        const value = source();
+        if (Number.isFinite(value)) gauge.set(value);
+      } catch {
+        // Keep the last value: a failing source must not break the scrape.
+      }
+    };
+    const sources = () => this.#sources;
+    this.#queue = new Gauge({
+      name: `${prefix}queue_length`,
+      help: 'Runs waiting for a free slot.',
+      registers,
+      collect() {
+        readSource(this, sources().queueLength);
+      },
+    });
+    this.#live = new Gauge({
+      name: `${prefix}live_runs`,
+      help: 'Runs alive now (starting, running or publishing).',
+      registers,
+      collect() {
+        readSource(this, sources().liveRuns);
+      },
+    });
     this.#lag = new Histogram({
       name: `${prefix}sampling_lag_seconds`,
       help: 'How late a sampling tick ran compared to its schedule.',
@@ -81,6 +116,11 @@ export class DaemonMetrics {
   /** Drops a job's live gauges (no live run any more, or the job was removed). Counters are kept. */
   clearJob(job: string): void {
     for (const gauge of [this.#rss, this.#swap, this.#rssLimit, this.#swapLimit]) gauge.remove({ job });
+  }
+
+  /** Reads the queue length and live-run count from the daemon at every scrape (setQueue/setLive then only matter between scrapes). */
+  readAtScrape(sources: ScrapeSources): void {
+    this.#sources = { ...sources };
   }
 
   setQueue(length: number): void {
