@@ -6,7 +6,9 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadConfig, resolveConfigPath } from './config.js';
 import type { CycleView, JobStatus, RunDetail, StartResult, StatusView } from './control.js';
+import { followRun } from './follow.js';
 import type { RunView, SampleRow } from './history.js';
+import { runTop } from './top.js';
 import { formatBytes, formatDuration } from './units.js';
 
 /** Exit codes: 0 ok, 1 the daemon refused or the run did not succeed, 2 usage, 3 daemon not reachable. */
@@ -16,7 +18,9 @@ const usage = `usage: duckvisorctl [--socket PATH | --config FILE] [--json] VERB
 
 verbs:
   status                                   every job: state, progress, rate, ETA, RSS/limit, uptime, next retry
-  start JOB [--with-deps] [--follow]       queue a run now (--follow: stream its log until it ends);
+  top                                      live view of every job (q to quit)
+  start JOB [--with-deps] [--follow]       queue a run now (--follow: its progress bar, rate, ETA and RSS until
+                                           it ends; exit 0 only if it succeeded);
                                            --with-deps: run the job's dependencies (after:) first, then the job
   stop JOB|RUN                             stop the live run (reason operator) and cancel queued ones
   restart JOB                              stop, then start again
@@ -389,6 +393,9 @@ async function runVerb(options: Options, socket: string, out: NodeJS.WritableStr
       print(status, () => formatStatus(status));
       return ctlExit.ok;
     }
+    case 'top':
+      if (options.positional.length !== 1) throw new UsageError('top takes no arguments');
+      return runTop(() => call<StatusView>(socket, 'GET', '/v1/status'), { json: options.json });
     case 'start': {
       const job = one(options, 'JOB');
       const started = await call<StartResult>(socket, 'POST', `/v1/jobs/${enc(job)}/start${options.withDeps ? '?with_deps=1' : ''}`);
@@ -400,10 +407,11 @@ async function runVerb(options: Options, socket: string, out: NodeJS.WritableStr
         return ctlExit.ok;
       }
       if (!options.json) out.write(`${job}: run ${run.id}\n`);
-      await streamLog(socket, run.id, true, options.json ? process.stderr : out);
-      const final = await call<RunDetail>(socket, 'GET', `/v1/runs/${enc(run.id)}`);
-      print({ run: final.run }, () => `${job}: run ${run.id} ${stateText(final.run)}${final.run.detail ? ': ' + final.run.detail : ''}\n`);
-      return final.run.state === 'succeeded' ? ctlExit.ok : ctlExit.failed;
+      return followRun(
+        run.id,
+        { status: () => call<StatusView>(socket, 'GET', '/v1/status'), run: async (id) => (await call<RunDetail>(socket, 'GET', `/v1/runs/${enc(id)}`)).run },
+        { json: options.json, out },
+      );
     }
     case 'stop': {
       const target = one(options, 'JOB or RUN');

@@ -1,20 +1,15 @@
-// `top` in a real terminal (tmux): it shows the jobs of a real daemon on the alternate screen, follows a
-// resize, and quits cleanly on q and on Ctrl-C; without a TTY it prints plain snapshots. `--follow`
-// (followRun) watches a real run to its end.
+// `duckvisorctl top` in a real terminal (tmux): it shows the jobs of a real daemon on the alternate screen,
+// follows a resize, and quits cleanly on q and on Ctrl-C; without a TTY it prints plain snapshots.
+// `duckvisorctl start JOB --follow` watches a real run to its end and exits with its outcome.
 import test from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
-import { PassThrough } from 'node:stream';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { followRun } from '../supervisor/follow.js';
-import type { RunView } from '../supervisor/history.js';
 import { bar, renderTop } from '../supervisor/top.js';
-import { fixture, killQuietly, startDaemon, waitFor, writeConfig, type DaemonProcess } from './helpers/duckvisord.js';
-import { httpRequest, socketStatus } from './helpers/web-server.js';
+import { ctl, ctlBin, fixture, killQuietly, startDaemon, waitFor, writeConfig, type DaemonProcess } from './helpers/duckvisord.js';
+import { socketStatus } from './helpers/web-server.js';
 
 const run = promisify(execFile);
-const driver = fixture('top-driver.mjs');
-// Until duckvisorctl dispatches `top`, the driver runs the same runTop against the socket.
-const topCommand = (socket: string, extra = '') => `${JSON.stringify(process.execPath)} ${JSON.stringify(driver)} --socket ${JSON.stringify(socket)} --interval 300 ${extra}`;
+const topCommand = (socket: string) => `${JSON.stringify(process.execPath)} ${JSON.stringify(ctlBin)} --socket ${JSON.stringify(socket)} top`;
 
 let tmuxAvailable = true;
 try {
@@ -111,18 +106,62 @@ tmuxTest('top quits cleanly on Ctrl-C', async (t) => {
   t.is(await session.format('#{alternate_on}'), '0');
 });
 
-test('without a TTY, top prints plain snapshots (no escape codes) or JSON lines', async (t) => {
+/**
+ * Runs `duckvisorctl top` with pipes (no TTY) until `enough(stdout)` holds, then sends SIGTERM, which
+ * top treats like q; resolves with what it printed and how it exited.
+ */
+function topWithoutTty(socket: string, extra: string[], enough: (stdout: string) => boolean): Promise<{ stdout: string; stderr: string; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [ctlBin, '--socket', socket, ...extra, 'top'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let asked = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`top printed too little in 30 s:\n${stdout}\n${stderr}`));
+    }, 30_000);
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      if (!asked && enough(stdout)) {
+        asked = true;
+        child.kill('SIGTERM');
+      }
+    });
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ stdout, stderr, code });
+    });
+  });
+}
+
+test('without a TTY, top prints plain snapshots (no escape codes) or JSON lines, and ends cleanly on SIGTERM', async (t) => {
   const { daemon, socket } = await daemonWithJobs();
   t.teardown(() => killQuietly(daemon.child.pid));
-  const plain = await run(process.execPath, [driver, '--socket', socket, '--iterations', '2', '--interval', '200']);
+  const snapshots = (text: string) => text.match(/^duckvisord pid \d+/gm)?.length ?? 0;
+  const plain = await topWithoutTty(socket, [], (text) => snapshots(text) >= 2 && text.endsWith('\n\n'));
+  t.is(plain.code, 0, plain.stderr);
   t.false(plain.stdout.includes('\x1b'), 'no ANSI codes');
-  t.is(plain.stdout.match(/^duckvisord pid \d+/gm)?.length, 2, 'two snapshots');
+  t.true(snapshots(plain.stdout) >= 2, 'one snapshot per interval');
+  t.regex(plain.stdout, /^JOB\s+STATE\s+PROGRESS\s+RATE\s+ETA\s+RSS\/LIMIT\s+SWAP/m);
   t.regex(plain.stdout, /^walker\s+running\s+/m);
   t.regex(plain.stdout, /^idle-job\s+never run/m);
-  const json = await run(process.execPath, [driver, '--socket', socket, '--iterations', '2', '--interval', '200', '--json']);
+  const json = await topWithoutTty(socket, ['--json'], (text) => text.split('\n').length > 2);
+  t.is(json.code, 0, json.stderr);
   const lines = json.stdout.trim().split('\n').map((line) => JSON.parse(line) as { jobs: Array<{ job: string }> });
-  t.is(lines.length, 2);
+  t.true(lines.length >= 2);
   t.deepEqual(lines[0]!.jobs.map((job) => job.job), ['idle-job', 'walker']);
+});
+
+test('top refuses arguments, and keeps saying the daemon is not running until it is stopped (exit 3)', async (t) => {
+  const extra = await ctl(['--socket', '/nonexistent/dv.sock', 'top', 'walker']);
+  t.is(extra.code, 2);
+  t.regex(extra.stderr, /top takes no arguments/);
+  const absent = await topWithoutTty('/nonexistent/dv.sock', [], (text) => /not running/.test(text));
+  t.is(absent.code, 3, absent.stderr);
+  t.regex(absent.stdout, /waiting for the daemon/);
+  t.regex(absent.stdout, /! cannot read the daemon's status: duckvisord is not running \(no socket at \/nonexistent\/dv\.sock\)/);
 });
 
 test('renderTop fits the width and reports an unreachable daemon', (t) => {
@@ -135,7 +174,7 @@ test('renderTop fits the width and reports an unreachable daemon', (t) => {
   t.is(bar(0, 3), '···');
 });
 
-test('followRun draws a run to its end and returns 0 for success, 1 for a kill', async (t) => {
+test('start JOB --follow prints plain progress lines without a TTY and exits 0 on success, 1 on a memory kill', async (t) => {
   const { config, socket } = writeConfig(`  quick:
     command: [python3, ${JSON.stringify(fixture('progress.py'))}, "30"]
     heartbeat: stdout
@@ -146,28 +185,30 @@ test('followRun draws a run to its end and returns 0 for success, 1 for a kill',
     autostart: false
     sample_interval: 100ms
     limits: { rss: 120MiB }
+    retries: { max: 0 }
 `);
   const daemon = await startDaemon(config);
   t.teardown(() => killQuietly(daemon.child.pid));
-  const source = {
-    status: () => socketStatus(socket),
-    run: async (id: string) => (JSON.parse((await httpRequest({ socketPath: socket }, 'GET', `/v1/runs/${id}`)).body) as { run: RunView }).run,
-  };
-  const start = async (job: string) => (JSON.parse((await httpRequest({ socketPath: socket }, 'POST', `/v1/jobs/${job}/start`)).body) as { run: RunView }).run.id;
 
-  const quickOut = new PassThrough();
-  let quickText = '';
-  quickOut.on('data', (chunk) => (quickText += chunk));
-  const quickId = await start('quick');
-  t.is(await followRun(quickId, source, { out: quickOut, intervalMs: 100, plainEveryMs: 200 }), 0);
-  t.regex(quickText, new RegExp(`^quick ${quickId}  succeeded  [█]+ 100\\.0% 30/30`, 'm'));
-  t.false(quickText.includes('\x1b'));
+  const quick = await ctl(['--socket', socket, 'start', 'quick', '--follow']);
+  t.is(quick.code, 0, quick.stderr);
+  t.false(quick.stdout.includes('\x1b'), 'no ANSI codes without a TTY');
+  const quickId = /^quick: run (\S+)$/m.exec(quick.stdout)?.[1];
+  t.truthy(quickId, quick.stdout);
+  const lines = quick.stdout.trim().split('\n');
+  t.true(lines.slice(1).every((line) => line.startsWith(`quick ${quickId}  `)), quick.stdout);
+  t.regex(lines.at(-1)!, new RegExp(`^quick ${quickId}  succeeded  █+ 100\\.0% 30/30 items  peak RSS \\S+ \\S+  took `));
 
-  const doomedOut = new PassThrough();
-  let doomedText = '';
-  doomedOut.on('data', (chunk) => (doomedText += chunk));
-  const doomedId = await start('doomed');
-  t.is(await followRun(doomedId, source, { out: doomedOut, intervalMs: 100 }), 1);
-  t.regex(doomedText, /killed \(memory\)/);
-  t.regex(doomedText, /exceeds the limit of 120\.0 MiB/);
+  const doomed = await ctl(['--socket', socket, 'start', 'doomed', '--follow']);
+  t.is(doomed.code, 1, doomed.stderr);
+  t.regex(doomed.stdout, /^doomed \S+  killed \(memory\)  peak RSS /m);
+  t.regex(doomed.stdout, /exceeds the limit of 120\.0 MiB/);
+
+  // --json: only the final run, as one JSON document.
+  const json = await ctl(['--socket', socket, '--json', 'start', 'quick', '--follow']);
+  t.is(json.code, 0, json.stderr);
+  const final = JSON.parse(json.stdout) as { run: { state: string; progress_done: number; progress_total: number } };
+  t.is(final.run.state, 'succeeded');
+  t.is(final.run.progress_done, 30);
+  t.is(final.run.progress_total, 30);
 });
