@@ -25,6 +25,8 @@ export interface JobStatus {
   /** The queued retry or start, if one is waiting. */
   queued: RunView | null;
   rss_limit_bytes: number | null;
+  /** The job's swap limit (limits.swap), drawn as the page's swap gauge; null when unlimited. */
+  swap_limit_bytes: number | null;
   /** Progress units per second over the recent window (live runs). */
   rate: number | null;
   /** Estimated ms to completion (live runs with a total). */

@@ -248,6 +248,7 @@ export class Daemon implements ControlTarget {
         run: shown ? runView(shown) : null,
         queued: queued && queued.id !== shown?.id ? runView(queued) : null,
         rss_limit_bytes: job.limits.rss ?? null,
+        swap_limit_bytes: job.limits.swap ?? null,
         rate,
         eta_ms: eta,
         uptime_ms: liveRun ? now - liveRun.startedAt : null,
@@ -621,7 +622,7 @@ export class Daemon implements ControlTarget {
           if (publisher) return;
           liveRun.lastSample = sample;
           this.metrics.recordSample(job, sample, liveRun.job.limits);
-          this.history.addSample(runId, sample);
+          this.history.addSample(runId, sample, liveRun.progress?.done ?? null);
         }),
       progress: (progress) =>
         guard('progress', () => {
@@ -932,7 +933,8 @@ export class Daemon implements ControlTarget {
       publisher: null,
       startedAt: row.started_at ?? Date.now(),
       progressPoints: [],
-      progress: null,
+      // The last progress the previous daemon stored, so the adopted run's samples go on carrying it.
+      progress: row.progress_done === null ? null : { done: row.progress_done, ...(row.progress_total === null ? {} : { total: row.progress_total }), unit: row.progress_unit ?? 'items', advanced_at: Date.now() },
       lastProgressWrite: 0,
       progressTimer: undefined,
       lastSample: null,

@@ -71,6 +71,8 @@ export interface NewEvent {
 
 export interface SampleRow extends Omit<Sample, 'psi_some_avg10'> {
   seq: number;
+  /** The run's progress `done` when the sample was taken (migration 003); null before any progress. */
+  progress_done: number | null;
 }
 
 export interface QueueRow {
@@ -208,7 +210,7 @@ export class History {
         'INSERT INTO events (run_id, job, at, kind, message, measured, limit_value, data_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       insertSample: db.prepare(
-        'INSERT INTO samples (run_id, seq, at, rss, swap, cpu, majflt_rate, disk_free, procs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO samples (run_id, seq, at, rss, swap, cpu, majflt_rate, disk_free, procs, progress_done) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       deleteSample: db.prepare('DELETE FROM samples WHERE run_id = ? AND seq = ?'),
       thinSamples: db.prepare('DELETE FROM samples WHERE run_id = ? AND seq % ? != 0 AND seq NOT IN (?, ?)'),
@@ -217,7 +219,7 @@ export class History {
       peaks: db.prepare(
         'UPDATE runs SET peak_rss_bytes = max(peak_rss_bytes, ?), peak_swap_bytes = max(peak_swap_bytes, ?) WHERE id = ?',
       ),
-      samples: db.prepare('SELECT seq, at, rss, swap, cpu, majflt_rate, disk_free, procs FROM samples WHERE run_id = ? ORDER BY seq'),
+      samples: db.prepare('SELECT seq, at, rss, swap, cpu, majflt_rate, disk_free, procs, progress_done FROM samples WHERE run_id = ? ORDER BY seq'),
       enqueue: db.prepare('INSERT OR REPLACE INTO queue (run_id, job, not_before, enqueued_at) VALUES (?, ?, ?, ?)'),
       dequeue: db.prepare('DELETE FROM queue WHERE run_id = ?'),
       queue: db.prepare('SELECT * FROM queue ORDER BY not_before, enqueued_at, run_id'),
@@ -353,9 +355,10 @@ export class History {
   /**
    * Stores one sample and raises the run's peaks. Every sample is kept until the run has `maxSamples`
    * stored; then the stride doubles and every stored sample off the new stride is deleted — except the
-   * max-RSS sample and the latest one, which are always kept.
+   * max-RSS sample and the latest one, which are always kept. `progressDone` is the run's live progress
+   * at that moment (null before the first report), stored with the sample for the progress curve.
    */
-  addSample(runId: string, sample: Sample): void {
+  addSample(runId: string, sample: Sample, progressDone: number | null = null): void {
     const state = this.sampleState(runId);
     this.db.transaction(() => {
       state.seq += 1;
@@ -365,7 +368,7 @@ export class History {
         state.stored -= 1;
       }
       state.tailSeq = null;
-      this.statements.insertSample.run(runId, seq, sample.at, Math.round(sample.rss), Math.round(sample.swap), sample.cpu, sample.majflt_rate, Math.round(sample.disk_free), sample.procs);
+      this.statements.insertSample.run(runId, seq, sample.at, Math.round(sample.rss), Math.round(sample.swap), sample.cpu, sample.majflt_rate, Math.round(sample.disk_free), sample.procs, progressDone);
       state.stored += 1;
       if (sample.rss > state.maxRss) {
         state.maxRss = sample.rss;

@@ -22,18 +22,19 @@ test('migrations are applied in numeric order once, with WAL on', (t) => {
   mkdirSync(migrations);
   copyFileSync(path.join(defaultMigrationsDir, '001_init.sql'), path.join(migrations, '001_init.sql'));
   copyFileSync(path.join(defaultMigrationsDir, '002_cycles.sql'), path.join(migrations, '002_cycles.sql'));
-  // 10 sorts before 3 as text; numeric order must still apply 003 first (010 depends on its table).
-  writeFileSync(path.join(migrations, '010_uses_notes.sql'), 'INSERT INTO notes (text) VALUES (\'from 010\');');
-  writeFileSync(path.join(migrations, '003_notes.sql'), 'CREATE TABLE notes (text TEXT);');
+  copyFileSync(path.join(defaultMigrationsDir, '003_sample_progress.sql'), path.join(migrations, '003_sample_progress.sql'));
+  // 20 sorts before 4 as text; numeric order must still apply 004 first (020 depends on its table).
+  writeFileSync(path.join(migrations, '020_uses_notes.sql'), 'INSERT INTO notes (text) VALUES (\'from 020\');');
+  writeFileSync(path.join(migrations, '004_notes.sql'), 'CREATE TABLE notes (text TEXT);');
   const file = path.join(dir, 'history.sqlite');
   const history = History.open(file, { migrationsDir: migrations });
-  t.deepEqual(history.appliedMigrations(), [1, 2, 3, 10]);
+  t.deepEqual(history.appliedMigrations(), [1, 2, 3, 4, 20]);
   history.close();
   const reopened = History.open(file, { migrationsDir: migrations });
-  t.deepEqual(reopened.appliedMigrations(), [1, 2, 3, 10]);
+  t.deepEqual(reopened.appliedMigrations(), [1, 2, 3, 4, 20]);
   reopened.close();
   const db = new Database(file, { readonly: true });
-  t.is((db.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n, 1, 'migration 010 ran exactly once');
+  t.is((db.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n, 1, 'migration 020 ran exactly once');
   t.is(db.pragma('journal_mode', { simple: true }), 'wal');
   db.close();
 });
@@ -97,6 +98,20 @@ test('short runs keep every sample', (t) => {
   for (let i = 1; i <= 40; i += 1) history.addSample('r1', sample(i, i * 1000));
   t.deepEqual(history.samples('r1').map((s) => s.seq), Array.from({ length: 40 }, (_, i) => i + 1));
   history.close();
+});
+
+test('samples carry the run\'s progress of their moment; none before the first report', (t) => {
+  const file = path.join(tempDir(), 'history.sqlite');
+  const history = History.open(file);
+  newRun(history, 'r1');
+  history.addSample('r1', sample(1, 1000));
+  history.addSample('r1', sample(2, 1000), 0);
+  history.addSample('r1', sample(3, 1000), 12.5);
+  history.addSample('r1', sample(4, 1000), 40);
+  history.close();
+  const reopened = History.open(file);
+  t.deepEqual(reopened.samples('r1').map((s) => s.progress_done), [null, 0, 12.5, 40]);
+  reopened.close();
 });
 
 test('events, bad messages and run updates persist across reopen; views use ISO timestamps', (t) => {
