@@ -125,6 +125,7 @@ test.serial('the Now view loads without console errors and a running job\'s prog
   t.true(second > first, `progress advanced from ${first} to ${second}`);
   t.regex((await page.locator('[data-job="walker"] [data-field="state"]').textContent()) ?? '', /running/);
   t.regex((await page.locator('[data-job="walker"] [data-field="rss"]').textContent()) ?? '', /RSS .+ \/ 256\.0 MiB/);
+  t.regex((await page.locator('[data-job="walker"] [data-field="swap"]').textContent()) ?? '', /swap .+ \/ 64\.0 MiB/, 'the swap gauge reads the job\'s swap limit');
   t.regex((await page.locator('[data-job="walker"] [data-field="rate"]').textContent()) ?? '', /\/s$/);
   t.regex((await page.locator('#daemon-line').textContent()) ?? '', /duckvisord pid \d+/);
   t.true(await page.locator('#live-dot.on').isVisible(), 'live indicator on');
@@ -201,6 +202,27 @@ test.serial('the Stop button stops a running job: the run ends killed by the ope
   await page.waitForFunction(() => /killed \(operator\)/.test(document.querySelector('[data-job="walker"] [data-field="state"]')?.textContent ?? ''), undefined, { timeout: 15_000 });
   t.regex((await page.locator('.notice').textContent()) ?? '', /walker: stop requested/);
   await page.screenshot({ path: path.join(artifacts, 'web-now-stopped.png'), fullPage: true });
+  t.deepEqual(errors, []);
+});
+
+test.serial('a run with progress draws its progress curve from the samples, on its own axis from 0 to the total', async (t) => {
+  const { runs } = await api<{ runs: RunView[] }>('GET', '/v1/history?job=walker&limit=1');
+  const run = runs[0]!;
+  t.true(run.progress_done !== null && run.progress_done > 0, 'the walker made progress');
+  const detail = await api<{ samples: Array<{ progress_done: number | null }> }>('GET', `/v1/runs/${run.id}`);
+  const carried = detail.samples.filter((sample) => sample.progress_done !== null).map((sample) => sample.progress_done!);
+  t.true(carried.length > 3, 'samples carry the progress of their moment');
+  t.deepEqual(carried, [...carried].sort((a, b) => a - b), 'and it never goes back');
+  t.true(carried.at(-1)! <= 3000);
+  const { page, errors } = await openPage(`#/run/${encodeURIComponent(run.id)}`);
+  t.teardown(() => page.close());
+  const curve = page.locator('svg.chart path[data-series="progress"]');
+  await curve.waitFor({ timeout: 15_000 });
+  t.true((await curve.getAttribute('d'))!.split('L').length > 3, 'the progress series has points');
+  const axis = await page.locator('svg.chart .axis-label.right2').allTextContents();
+  t.deepEqual([...axis].sort(), ['0', '750', '1,500', '2,250', '3,000', 'items'].sort(), 'labels 0..total and the unit');
+  t.regex((await page.locator('.legend').textContent()) ?? '', /progress in items/);
+  await page.screenshot({ path: path.join(artifacts, 'web-run-progress.png'), fullPage: true });
   t.deepEqual(errors, []);
 });
 

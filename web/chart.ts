@@ -7,7 +7,16 @@ export interface Series {
   /** A CSS class giving the stroke colour (see style.css .series-*). */
   className: string;
   points: Array<[x: number, y: number]>;
-  axis: 'left' | 'right';
+  /** `right2`: the optional second right-hand axis (see TimeChartSpec.right2). */
+  axis: 'left' | 'right' | 'right2';
+}
+
+/** A second right-hand axis with a fixed range 0..max, labelled outside the first one (e.g. progress 0..total). */
+export interface ExtraAxis {
+  max: number;
+  format: (value: number) => string;
+  /** Written above the axis labels (e.g. the progress unit). */
+  title: string;
 }
 
 export interface LimitLine {
@@ -34,9 +43,13 @@ export interface TimeChartSpec {
   formatX: (value: number) => string;
   /** The right axis never goes below this top value (e.g. 100 for percentages). */
   rightMin?: number;
+  /** Series on axis `right2` are scaled to this axis; without it they are not drawn. */
+  right2?: ExtraAxis;
 }
 
-const pad = { top: 26, right: 56, bottom: 26, left: 70 };
+const basePad = { top: 26, right: 56, bottom: 26, left: 70 };
+/** Room for the labels of the second right-hand axis. */
+const right2Width = 64;
 
 function niceTop(value: number): number {
   if (value <= 0) return 1;
@@ -48,21 +61,25 @@ function niceTop(value: number): number {
 /** A line chart over time; limits are dashed horizontal lines, markers vertical lines with a label. */
 export function timeChart(spec: TimeChartSpec): SVGSVGElement {
   const { width, height } = spec;
+  const right2 = spec.right2 && spec.right2.max > 0 ? spec.right2 : null;
+  const pad = { ...basePad, right: basePad.right + (right2 ? right2Width : 0) };
+  const series = spec.series.filter((one) => one.axis !== 'right2' || right2);
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
-  const xs = [...spec.series.flatMap((series) => series.points.map((p) => p[0])), ...spec.markers.map((m) => m.at)];
+  const xs = [...series.flatMap((one) => one.points.map((p) => p[0])), ...spec.markers.map((m) => m.at)];
   const xMin = xs.length ? Math.min(...xs) : 0;
   const xMax = xs.length ? Math.max(...xs) : 1;
   const xSpan = xMax - xMin || 1;
   const top = (axis: 'left' | 'right') => {
-    const values = [...spec.series.filter((series) => series.axis === axis).flatMap((series) => series.points.map((p) => p[1])), ...spec.limits.filter((l) => l.axis === axis).map((l) => l.value)];
+    const values = [...series.filter((one) => one.axis === axis).flatMap((one) => one.points.map((p) => p[1])), ...spec.limits.filter((l) => l.axis === axis).map((l) => l.value)];
     const max = Math.max(axis === 'right' ? spec.rightMin ?? 0 : 0, ...values);
     return niceTop(max * (axis === 'left' ? 1.08 : 1));
   };
   const leftTop = top('left');
   const rightTop = top('right');
   const x = (value: number) => pad.left + ((value - xMin) / xSpan) * innerW;
-  const y = (value: number, axis: 'left' | 'right') => pad.top + innerH - (value / (axis === 'left' ? leftTop : rightTop)) * innerH;
+  const axisTop = { left: leftTop, right: rightTop, right2: right2?.max ?? 1 };
+  const y = (value: number, axis: Series['axis']) => pad.top + innerH - (value / axisTop[axis]) * innerH;
 
   const svg = s('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img' });
   const grid = s('g', { class: 'grid' });
@@ -72,17 +89,19 @@ export function timeChart(spec: TimeChartSpec): SVGSVGElement {
     grid.append(s('line', { x1: pad.left, x2: pad.left + innerW, y1: yy, y2: yy }));
     grid.append(s('text', { x: pad.left - 6, y: yy + 4, class: 'axis-label left' }, spec.formatLeft(leftTop * fraction)));
     grid.append(s('text', { x: pad.left + innerW + 6, y: yy + 4, class: 'axis-label right' }, spec.formatRight(rightTop * fraction)));
+    if (right2) grid.append(s('text', { x: pad.left + innerW + basePad.right + 6, y: yy + 4, class: 'axis-label right2' }, right2.format(right2.max * fraction)));
   }
+  if (right2) grid.append(s('text', { x: pad.left + innerW + basePad.right + 6, y: pad.top - 10, class: 'axis-label right2 axis-title' }, right2.title));
   for (let i = 0; i <= 4; i += 1) {
     const value = xMin + (xSpan * i) / 4;
     grid.append(s('text', { x: x(value), y: height - 6, class: 'axis-label x' }, spec.formatX(value)));
   }
   svg.append(grid);
 
-  for (const series of spec.series) {
-    if (series.points.length === 0) continue;
-    const d = series.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p[0]).toFixed(1)},${y(p[1], series.axis).toFixed(1)}`).join(' ');
-    svg.append(s('path', { d, class: `series ${series.className}`, 'data-series': series.name }));
+  for (const one of series) {
+    if (one.points.length === 0) continue;
+    const d = one.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p[0]).toFixed(1)},${y(p[1], one.axis).toFixed(1)}`).join(' ');
+    svg.append(s('path', { d, class: `series ${one.className}`, 'data-series': one.name }));
   }
   for (const limit of spec.limits) {
     const yy = y(limit.value, limit.axis);

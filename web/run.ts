@@ -2,7 +2,7 @@
 // stored samples with the limits as dashed lines and the kill marked with its reason, the last log
 // lines and the events. A live run is re-read every two seconds.
 import { fetchLogTail, fetchRun, fetchStatus } from './api.js';
-import { timeChart, type LimitLine, type Marker, type Series } from './chart.js';
+import { timeChart, type ExtraAxis, type LimitLine, type Marker, type Series } from './chart.js';
 import { h, setChildren } from './dom.js';
 import { formatBytes, formatDuration, formatNumber, formatTime, runDurationMs, stateLabel } from './format.js';
 import { liveStates, type EventRow, type JobStatus, type RunDetail } from './types.js';
@@ -59,11 +59,7 @@ function chartFor(detail: RunDetail, job: JobStatus | undefined, width: number):
     const dt = (samples[i]!.at - samples[i - 1]!.at) / 1000;
     if (dt > 0) cpu.points.push([samples[i]!.at, Math.max(0, ((samples[i]!.cpu - samples[i - 1]!.cpu) / dt) * 100)]);
   }
-  const total = detail.run.progress_total;
-  const progress: Series = { name: 'progress %', className: 'series-progress', axis: 'right', points: [] };
-  if (total && total > 0) {
-    for (const sample of samples) if (sample.progress_done !== undefined && sample.progress_done !== null) progress.points.push([sample.at, (sample.progress_done / total) * 100]);
-  }
+  const progress = progressSeries(detail);
   const limits: LimitLine[] = [];
   const rssLimit = limitFor(detail, 'memory', job?.rss_limit_bytes);
   if (rssLimit) limits.push({ value: rssLimit, axis: 'left', label: `RSS limit ${formatBytes(rssLimit)}`, className: 'limit-rss' });
@@ -77,7 +73,7 @@ function chartFor(detail: RunDetail, job: JobStatus | undefined, width: number):
   return timeChart({
     width,
     height: 320,
-    series: [rss, swap, cpu, progress],
+    series: progress ? [rss, swap, cpu, progress.series] : [rss, swap, cpu],
     limits,
     markers,
     formatLeft: formatBytes,
@@ -85,14 +81,32 @@ function chartFor(detail: RunDetail, job: JobStatus | undefined, width: number):
     // Short runs: seconds since the first sample (clock times would repeat); long runs: clock times.
     formatX: (value) => (span < 600_000 ? `+${formatDuration(value - first)}` : formatTime(value)),
     rightMin: 100,
+    ...(progress ? { right2: progress.axis } : {}),
   });
 }
 
-function legend(hasProgress: boolean): HTMLElement {
+/**
+ * The progress curve from the samples (each carries the run's `done` when it was taken), on its own
+ * right-hand axis from 0 to the run's total (or to the highest `done` when the run reports no total).
+ */
+function progressSeries(detail: RunDetail): { series: Series; axis: ExtraAxis } | null {
+  const points: Array<[number, number]> = [];
+  for (const sample of detail.samples) if (sample.progress_done !== undefined && sample.progress_done !== null) points.push([sample.at, sample.progress_done]);
+  if (points.length === 0) return null;
+  const total = detail.run.progress_total;
+  const max = total && total > 0 ? total : Math.max(...points.map((point) => point[1]));
+  if (!(max > 0)) return null;
+  return {
+    series: { name: 'progress', className: 'series-progress', axis: 'right2', points },
+    axis: { max, format: formatNumber, title: detail.run.progress_unit ?? 'done' },
+  };
+}
+
+function legend(progressUnit: string | null): HTMLElement {
   const item = (className: string, label: string) => h('span', { class: 'legend-item' }, h('span', { class: `swatch ${className}` }), label);
   return h('div', { class: 'legend' },
     item('series-rss', 'RSS (left)'), item('series-swap', 'swap (left)'), item('series-cpu', 'CPU % (right)'),
-    hasProgress ? item('series-progress', 'progress % (right)') : null,
+    progressUnit !== null ? item('series-progress', `progress in ${progressUnit} (outer right)`) : null,
     item('limit-rss', 'limits'), item('marker-kill', 'kill'));
 }
 
@@ -135,13 +149,13 @@ export function mountRunView(container: HTMLElement, runId: string): () => void 
       const kill = killOf(detail);
       // Room for the facts list beside the chart on a wide window; full width otherwise.
       const width = container.clientWidth >= 1100 ? Math.min(1100, container.clientWidth - 380) : Math.max(480, container.clientWidth - 24);
-      const hasProgress = detail.samples.some((sample) => sample.progress_done !== undefined && sample.progress_done !== null);
+      const progressUnit = detail.samples.some((sample) => sample.progress_done !== undefined && sample.progress_done !== null) ? detail.run.progress_unit ?? 'done' : null;
       setChildren(container,
         h('div', { class: 'run-head' }, h('h1', {}, `Run ${detail.run.id}`), h('span', { class: `badge state-${detail.run.state}`, 'data-field': 'state' }, stateLabel(detail.run))),
         detail.run.detail ? h('p', { class: 'detail' }, detail.run.detail) : null,
         kill ? h('p', { class: 'kill-banner', 'data-field': 'kill' }, kill.text) : null,
         h('div', { class: 'run-body' },
-          h('div', { class: 'chart-box' }, chartFor(detail, job, width), legend(hasProgress), h('p', { class: 'hint' }, `${detail.samples.length} stored samples${liveStates.has(detail.run.state) ? ' · live, refreshing every 2 s' : ''}`)),
+          h('div', { class: 'chart-box' }, chartFor(detail, job, width), legend(progressUnit), h('p', { class: 'hint' }, `${detail.samples.length} stored samples${liveStates.has(detail.run.state) ? ' · live, refreshing every 2 s' : ''}`)),
           facts(detail)),
         h('h2', {}, 'Last log lines'),
         h('pre', { class: 'log', 'data-field': 'log' }, log.length ? log.join('\n') : '(empty log)'),
