@@ -5,8 +5,14 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { builtinExtractors, builtinModuleUrl } from './registry.js';
-import { exitCodes, isExtractor, runExtractor, type Extractor } from './sdk/index.js';
+import { DUCKDB_ALLOCATOR_CONF } from './sdk/limits.js';
+import type { Extractor } from './sdk/index.js';
+
+// DuckDB's allocator reads its configuration from the environment once, so it is set before anything
+// loads @duckdb/node-api (hence the dynamic imports below). An operator's own setting wins.
+process.env['DUCKDB_JE_MALLOC_CONF'] ??= DUCKDB_ALLOCATOR_CONF;
+const { builtinExtractors, builtinModuleUrl } = await import('./registry.js');
+const { exitCodes, isExtractor, runExtractor } = await import('./sdk/index.js');
 
 function usage(message: string): never {
   process.stderr.write(`run-extractor: ${message}\n`);

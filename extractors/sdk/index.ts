@@ -7,7 +7,7 @@ import type { ExtractorMain } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { createContext, StagingSession } from './context.js';
-import { duckdbSettings, parseRssLimit, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
+import { duckdbSettings, parseRssLimit, STAGING_WRITER_MEMORY_BYTES, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
@@ -118,7 +118,7 @@ function parseOptions<Options>(extractor: Extractor<Options>, raw: Record<string
   throw new UsageError(`invalid options for extractor '${extractor.name}':\n  - ${issues.join('\n  - ')}`);
 }
 
-/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding 50% of limits.rss. */
+/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 32 MiB). */
 function parseDuckdbMemory(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   const bytes = typeof value === 'number' || typeof value === 'string' ? parseSize(value) : undefined;
@@ -154,6 +154,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     threads: rawOptions['threads'] as number | undefined,
     databasePath: file,
     memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
+    memoryCapBytes: STAGING_WRITER_MEMORY_BYTES,
   });
 
   // Opening is not raced: the instance must exist (and be closed below) before anything can end the run.

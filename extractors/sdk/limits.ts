@@ -1,8 +1,9 @@
 // DuckDB settings derived from the job's limits, and the extractor's own memory self-check.
 // DuckDB's default memory_limit is ~80% of the machine's RAM, far above any job's RSS limit, so
 // left alone it would drive the child straight into the supervisor's kill. We give DuckDB about
-// half of the job's RSS limit (the rest is for Node's heap and buffers) and spill to a temp
-// directory next to the staging file.
+// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 32 MiB for an
+// extractor's staging database (see STAGING_WRITER_MEMORY_BYTES), and spill to a temp directory
+// next to the staging file.
 import path from 'node:path';
 import { formatBytes } from '../../supervisor/units.js';
 
@@ -14,6 +15,19 @@ export const SELF_CHECK_SHARE = 0.9;
 export const DEFAULT_THREADS = 2;
 /** DuckDB needs a few tens of MB to work at all; a lower memory_limit only produces confusing errors. */
 const MIN_DUCKDB_MEMORY_BYTES = 32 * 1024 * 1024;
+/**
+ * memory_limit of an extractor's staging database unless the job sets `duckdb_memory`. The staging
+ * database only appends, commits and checkpoints; a larger budget is spent on caching the blocks it
+ * already wrote (DuckDB keeps them loaded after each checkpoint until the limit forces eviction), so
+ * RSS would grow with the table. Rows of a large unit beyond it spill to the temp directory.
+ */
+export const STAGING_WRITER_MEMORY_BYTES = 32 * 1024 * 1024;
+/**
+ * Configuration of the jemalloc bundled in libduckdb (read once, when the library first allocates,
+ * from DUCKDB_JE_MALLOC_CONF). DuckDB's default keeps freed pages for about a second; a writer that
+ * checkpoints every ~16 MiB of WAL then carries the previous checkpoint's freed buffers as RSS.
+ */
+export const DUCKDB_ALLOCATOR_CONF = 'dirty_decay_ms:0,muzzy_decay_ms:0';
 
 export interface DuckDBLimitsInput {
   /** The job's tree RSS limit in bytes; undefined = unlimited. */
@@ -24,6 +38,8 @@ export interface DuckDBLimitsInput {
   databasePath: string;
   /** Explicit DuckDB memory_limit in bytes (job option `duckdb_memory`); overrides the derived one. */
   memoryLimitBytes?: number | undefined;
+  /** Upper bound of the derived memory_limit (e.g. STAGING_WRITER_MEMORY_BYTES); ignored when memoryLimitBytes is set. */
+  memoryCapBytes?: number | undefined;
 }
 
 // Why: one place decides DuckDB's memory_limit/threads/temp_directory for every SDK process (extractor and publisher).
@@ -38,8 +54,9 @@ export function duckdbSettings(input: DuckDBLimitsInput): Record<string, string>
   };
   if (input.memoryLimitBytes !== undefined) {
     settings['memory_limit'] = `${Math.floor(Math.max(MIN_DUCKDB_MEMORY_BYTES, input.memoryLimitBytes) / 1024)}KiB`;
-  } else if (input.rssLimitBytes !== undefined) {
-    const bytes = Math.max(MIN_DUCKDB_MEMORY_BYTES, Math.floor(input.rssLimitBytes * DUCKDB_MEMORY_SHARE));
+  } else if (input.rssLimitBytes !== undefined || input.memoryCapBytes !== undefined) {
+    const share = input.rssLimitBytes === undefined ? Infinity : Math.floor(input.rssLimitBytes * DUCKDB_MEMORY_SHARE);
+    const bytes = Math.max(MIN_DUCKDB_MEMORY_BYTES, Math.min(share, input.memoryCapBytes ?? Infinity));
     settings['memory_limit'] = `${Math.floor(bytes / 1024)}KiB`;
   }
   return settings;
