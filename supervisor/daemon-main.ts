@@ -4,19 +4,23 @@ import { ConfigError, loadConfig, resolveConfigPath } from './config.js';
 import { Daemon, type OnceSummary } from './daemon.js';
 import { createLog, type LogFormat } from './log.js';
 import { SystemdNotifier } from './notify.js';
-import { formatBytes, formatDuration } from './units.js';
+import { defaultPlainEveryMs, OnceProgress } from './once-progress.js';
+import { formatBytes, formatDuration, parseDuration } from './units.js';
 
 /** sysexits.h EX_CONFIG: the configuration is wrong. */
 export const EXIT_CONFIG = 78;
 /** sysexits.h EX_USAGE. */
 export const EXIT_USAGE = 64;
 
-const usage = `usage: duckvisord [--config FILE] [--once] [--log-format human|json]
+const usage = `usage: duckvisord [--config FILE] [--once [--progress-every DURATION]] [--log-format human|json]
 
   --config FILE        configuration file (default: $DUCKVISOR_CONFIG, ./duckvisor.yaml, /etc/duckvisor/duckvisor.yaml)
   --once               run the autostart jobs (with their retries) to completion in one cycle, print a summary,
                        exit 0 only if all succeeded; a job runs after its dependencies (after:) succeeded — those
-                       are pulled in even when not autostart — and is skipped when one of them failed
+                       are pulled in even when not autostart — and is skipped when one of them failed;
+                       while runs are live, their progress is shown on stderr (redrawn in place on a terminal)
+  --progress-every D   --once without a terminal: print one progress line per live job every D (default 10s;
+                       none: no progress lines)
   --log-format FORMAT  human (default) or json lines; lines get <N> priority prefixes under journald
   --help               this text
 `;
@@ -25,10 +29,12 @@ interface Flags {
   config?: string;
   once: boolean;
   logFormat: LogFormat;
+  /** Period of the plain --once progress lines; 0: none. */
+  progressEveryMs: number;
 }
 
 function parseFlags(argv: string[]): Flags | string {
-  const flags: Flags = { once: false, logFormat: 'human' };
+  const flags: Flags = { once: false, logFormat: 'human', progressEveryMs: defaultPlainEveryMs };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const [name, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -43,6 +49,13 @@ function parseFlags(argv: string[]): Flags | string {
       case '--once':
         flags.once = true;
         break;
+      case '--progress-every': {
+        const text = value();
+        const ms = text === 'none' ? 0 : text === undefined ? undefined : parseDuration(text);
+        if (ms === undefined) return `--progress-every needs a duration such as 10s or 1m, or none; got '${text ?? ''}'`;
+        flags.progressEveryMs = ms;
+        break;
+      }
       case '--log-format': {
         const format = value();
         if (format !== 'human' && format !== 'json') return `--log-format must be human or json, got '${format ?? ''}'`;
@@ -94,7 +107,15 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = EXIT_USAGE;
     return;
   }
-  const log = createLog({ format: flags.logFormat });
+  // --once shows live progress on stderr; the log writes through it so a redrawn block and log lines never mix.
+  const progress = flags.once
+    ? new OnceProgress({
+        tty: flags.logFormat === 'human' && Boolean(process.stderr.isTTY) && process.env.TERM !== 'dumb',
+        plainEveryMs: flags.progressEveryMs,
+        plain: (line) => log.info(line),
+      })
+    : null;
+  const log = createLog({ format: flags.logFormat, ...(progress ? { stream: progress.logStream } : {}) });
   // Captured before anything else: children never see NOTIFY_SOCKET (the daemon strips it from their env).
   const notifier = new SystemdNotifier({ log });
 
@@ -127,6 +148,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   log.info(`duckvisord ready`, { pid: process.pid, config: config.file, socket: config.control.socket, mode: flags.once ? 'once' : 'daemon' });
+  progress?.start(() => daemon.status());
   notifier.ready(`${config.jobs.size} job(s) configured`);
 
   let exitSignal: NodeJS.Signals | null = null;
@@ -155,6 +177,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGHUP', onHangup);
 
   const summary = await daemon.finished;
+  progress?.stop();
   notifier.stopping();
   notifier.stopWatchdog();
   process.off('SIGHUP', onHangup);
