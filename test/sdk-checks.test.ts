@@ -27,7 +27,7 @@ test('a failed expectation fails the run and lists expected vs actual', async (t
   const staging = path.join(tempDir(t), 'staging.duckdb');
   const child = spawnExtractor(t, numbersExtractorJs, { staging, options: { units: 4, rowsPerUnit: 10, expectUnits: 5, expectRowsPerUnit: 12 } });
   const result = await child.process;
-  t.is(result.exitCode, 1);
+  t.is(result.exitCode, 65, "EX_DATAERR: the daemon records failed/validation and does not retry it as a crash");
   t.false(child.messages.some((message) => message['type'] === 'ready'), 'no ready, so no publish');
   t.regex(result.stderr, /output validation failed \(expected vs actual\):/);
   t.regex(result.stderr, /units: expected 5, got 4/);

@@ -25,7 +25,9 @@ export interface Extractor<Options = Record<string, unknown>> {
 }
 
 /** Exit codes of an extractor child. `stopped`: the supervisor asked for a stop; committed units are kept for a resume. */
-export const exitCodes = { ok: 0, failed: 1, stopped: 3 } as const;
+// `validation` is EX_DATAERR: the supervisor records such a run as failed/validation and does not
+// retry it as a crash (the same input would fail the same way).
+export const exitCodes = { ok: 0, failed: 1, stopped: 3, validation: 65 } as const;
 
 /** Default heartbeat_timeout when the extractor runs by hand. */
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
@@ -58,6 +60,11 @@ export function isExtractor(value: unknown): value is Extractor<unknown> {
 /** A failure whose message says everything (bad options, failed validation, memory): printed without a stack. */
 class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/** The output did not meet ctx.expect(); exit code `validation`. */
+class ValidationFailed extends UsageError {
+  override name = 'ValidationFailed';
 }
 
 /** SIGTERM/SIGINT ended the run: the supervisor's stop after its grace, or a limit kill. Exit code `stopped`. */
@@ -194,7 +201,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     const report = validate(state.expectation, { units: ledger.committedUnits, skipped: state.skipped.length, tableRows });
     await session.close({ checkpoint: true });
     closed = true;
-    if (!report.ok) throw new UsageError(validationFailureMessage(report));
+    if (!report.ok) throw new ValidationFailed(validationFailureMessage(report));
     await channel.ready({
       tables: Object.keys(tableRows),
       rows: Object.values(tableRows).reduce((sum, rows) => sum + rows, 0),
@@ -247,7 +254,7 @@ export async function runExtractor<Options>(extractor: Extractor<Options>, env: 
       const message = error instanceof UsageError || !(error instanceof Error) ? String(error instanceof Error ? error.message : error) : error.stack ?? error.message;
       process.stderr.write(`extractor '${extractor.name}' failed: ${message}\n`);
       channel.log('error', `extractor '${extractor.name}' failed: ${error instanceof Error ? error.message : String(error)}`);
-      code = exitCodes.failed;
+      code = error instanceof ValidationFailed ? exitCodes.validation : exitCodes.failed;
     }
   }
   await channel.drain();
