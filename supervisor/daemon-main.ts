@@ -139,6 +139,8 @@ export async function main(argv: string[]): Promise<void> {
       log,
       once: flags.once,
       onStatus: (line) => notifier.status(line),
+      // STOPPING=1 as soon as a shutdown begins (also one asked for through the API), not after the runs' grace.
+      onStopping: () => notifier.stopping(),
     });
   } catch (error) {
     notifier.stopWatchdog();
@@ -156,7 +158,6 @@ export async function main(argv: string[]): Promise<void> {
     if (exitSignal === null) {
       exitSignal = signal;
       log.info(`${signal} received: stopping runs gracefully (send it again to force)`);
-      notifier.stopping();
       notifier.stopWatchdog();
       void daemon.stopAll();
       return;

@@ -51,6 +51,8 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Receives a one-line summary whenever a run changes state (for systemd STATUS=). */
   onStatus?: (line: string) => void;
+  /** Called once when a graceful shutdown begins, whatever asked for it (signal, API), before runs stop. */
+  onStopping?: () => void;
 }
 
 interface LiveRun {
@@ -112,6 +114,7 @@ export class Daemon implements ControlTarget {
   private resolveFinished!: (summary: OnceSummary) => void;
   private shutdownPromise: Promise<void> | null = null;
   private readonly onStatus: (line: string) => void;
+  private readonly onStopping: () => void;
   /** Prometheus series (served on control.http /metrics). */
   readonly metrics = new DaemonMetrics();
   private readonly alerts: AlertDispatcher;
@@ -127,6 +130,7 @@ export class Daemon implements ControlTarget {
     this.startRunImpl = options.startRun ?? realStartRun;
     this.env = options.env ?? process.env;
     this.onStatus = options.onStatus ?? (() => {});
+    this.onStopping = options.onStopping ?? (() => {});
     this.alerts = new AlertDispatcher(
       this.config.alerts,
       (delivery, subject) => {
@@ -163,7 +167,10 @@ export class Daemon implements ControlTarget {
       runPaths: (job, runId, chainId) => this.runPaths(job, runId, chainId),
       launch: (run) => this.launch(run),
       abandon: (run, detail) => this.endRun(run.id, { state: 'failed', reason: 'config', detail }, `failed: ${detail}`),
+      queued: () => this.emitStatus(),
     });
+    // Read at scrape time as well, so /metrics never lags a queue change that emitted no status.
+    this.metrics.readAtScrape({ queueLength: () => this.scheduler.pending().length, liveRuns: () => this.live.size });
   }
 
   /**
@@ -446,6 +453,7 @@ export class Daemon implements ControlTarget {
   stopAll(): Promise<void> {
     if (this.shutdownPromise) return this.shutdownPromise;
     this.shuttingDown = true;
+    this.onStopping();
     this.scheduler.stop();
     this.log.info(`shutting down: stopping ${this.live.size} live run(s)`);
     this.shutdownPromise = (async () => {

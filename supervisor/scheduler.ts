@@ -19,6 +19,8 @@ export interface SchedulerHost {
   launch(run: RunRow): void;
   /** A queued run whose job no longer exists in the config. */
   abandon(run: RunRow, detail: string): void;
+  /** A run entered the queue (so queue gauges and the systemd STATUS= line are current at once). */
+  queued?(run: RunRow): void;
 }
 
 /** A sortable, readable run id: 20261126-230501-123-<job>-a1b2 (job part made filename-safe). */
@@ -61,6 +63,7 @@ export class Scheduler {
       this.history.addEvent({ runId: id, job, kind: 'state', message: `queued (${detail})`, at: now });
       return created;
     });
+    this.host.queued?.(run);
     this.poke();
     return run;
   }
@@ -87,6 +90,7 @@ export class Scheduler {
       this.history.addEvent({ runId: id, job: previous.job, kind: 'state', message: `queued (retry of ${previous.id} after ${retryReason})`, at: now });
       return created;
     });
+    this.host.queued?.(run);
     this.poke();
     return run;
   }

@@ -166,11 +166,9 @@ alerts:
   t.deepEqual(hooks[0].inherited, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null });
 });
 
-// `duckvisorctl shutdown` sends STOPPING=1 only after every run has stopped and the daemon has closed:
-// supervisor/daemon-main.ts calls notifier.stopping() on SIGTERM/SIGINT, but for the control API's shutdown
-// only after `await daemon.finished`. systemd (sd_notify(3): "beginning its shutdown") keeps showing the
-// service as running for the whole stop_grace. Marked failing until fixed.
-test.serial.failing('sd_notify: STOPPING=1 on `duckvisorctl shutdown` is sent when the shutdown begins, before the runs have stopped', async (t) => {
+// sd_notify(3): STOPPING=1 tells systemd the service is "beginning its shutdown"; a shutdown asked for
+// through the control API must say so at once, not after every run's stop_grace.
+test.serial('sd_notify: STOPPING=1 on `duckvisorctl shutdown` is sent when the shutdown begins, before the runs have stopped', async (t) => {
   const dir = tempDir();
   const listener = await startNotifyListener(path.join(dir, 'notify.sock'));
   t.teardown(listener.close);
@@ -512,11 +510,8 @@ test.serial('/metrics: kills by reason, runs by state, live RSS of a running job
   t.regex(withQueue, /^duckvisor_queue_length \d+$/m, 'the queue gauge is exported');
 });
 
-// The queue gauge is only refreshed when a run starts or ends (supervisor/daemon.ts emitStatus() is called
-// from the observer's `started` and from endRun, not when the scheduler queues a run), so a run waiting for
-// a slot is not counted. Fix: in the Daemon constructor, `this.metrics.readAtScrape({ queueLength: () =>
-// this.scheduler.pending().length, liveRuns: () => this.live.size })` (supervisor/metrics.ts). Marked failing until fixed.
-test.serial.failing('/metrics: queue_length counts a run waiting for a free slot', async (t) => {
+// A run waiting for a free slot must be counted by the queue gauge as soon as it is queued.
+test.serial('/metrics: queue_length counts a run waiting for a free slot', async (t) => {
   const s = await killScenario();
   t.log(`with one run queued (duckvisorctl status: queued 1): ${/^duckvisor_queue_length.*$/m.exec(s.metricsWithQueue)?.[0]}`);
   t.regex(s.metricsWithQueue, /^duckvisor_queue_length 1$/m);
