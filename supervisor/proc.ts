@@ -109,6 +109,155 @@ export function parseStat(text: string): ProcStat | null {
   };
 }
 
+/** The numeric fields of /proc/<pid>/stat, parsed straight from bytes into a reused object (no strings). */
+export class StatFields {
+  pid = 0;
+  /** Character code of the state letter (e.g. 90 = 'Z'). */
+  state = 0;
+  ppid = 0;
+  pgrp = 0;
+  session = 0;
+  majflt = 0;
+  utime = 0;
+  stime = 0;
+  threads = 0;
+  /** Field 22, ticks since boot; the same digits as ProcStat.startTime. */
+  startTicks = 0;
+  /** Field 24, in pages. */
+  rssPages = 0;
+}
+
+const CHAR_SPACE = 32;
+const CHAR_MINUS = 45;
+const CHAR_ZERO = 48;
+const CHAR_NINE = 57;
+const CHAR_CLOSE_PAREN = 41;
+const CHAR_OPEN_PAREN = 40;
+const CHAR_Z = 90;
+const CHAR_X = 88;
+
+/** True for the zombie (Z) and dead (X) states of a StatFields.state. */
+export function isDeadState(state: number): boolean {
+  return state === CHAR_Z || state === CHAR_X;
+}
+
+// The sampler reads stat for every process 4×/s; parsing the bytes in place avoids the string, the
+// split array and the ProcStat object that parseStat costs (the garbage collector was a tenth of the
+// sampler's time). Same rule as parseStat: fields are counted after the LAST ')'.
+/** Parses the bytes of /proc/<pid>/stat into `into`; false when they are malformed (then `into` is undefined). */
+export function parseStatBytes(bytes: Uint8Array, length: number, into: StatFields): boolean {
+  let close = length - 1;
+  while (close > 0 && bytes[close] !== CHAR_CLOSE_PAREN) close--;
+  if (close <= 0) return false;
+  let pid = 0;
+  for (let i = 0; i < close; i++) {
+    const c = bytes[i]!;
+    if (c < CHAR_ZERO || c > CHAR_NINE) break;
+    pid = pid * 10 + (c - CHAR_ZERO);
+  }
+  into.pid = pid;
+  let at = close + 2; // field 3, the state letter
+  if (at >= length) return false;
+  into.state = bytes[at]!;
+  at++;
+  for (let field = 4; field <= 24; field++) {
+    if (at >= length || bytes[at] !== CHAR_SPACE) return false;
+    at++;
+    let negative = false;
+    if (bytes[at] === CHAR_MINUS) {
+      negative = true;
+      at++;
+    }
+    let value = 0;
+    const start = at;
+    while (at < length) {
+      const c = bytes[at]!;
+      if (c < CHAR_ZERO || c > CHAR_NINE) break;
+      value = value * 10 + (c - CHAR_ZERO);
+      at++;
+    }
+    if (at === start) return false;
+    if (negative) value = -value;
+    switch (field) {
+      case 4:
+        into.ppid = value;
+        break;
+      case 5:
+        into.pgrp = value;
+        break;
+      case 6:
+        into.session = value;
+        break;
+      case 12:
+        into.majflt = value;
+        break;
+      case 14:
+        into.utime = value;
+        break;
+      case 15:
+        into.stime = value;
+        break;
+      case 20:
+        into.threads = value;
+        break;
+      case 22:
+        into.startTicks = value;
+        break;
+      case 24:
+        into.rssPages = value;
+        break;
+      default:
+        break;
+    }
+  }
+  return true;
+}
+
+/** The comm field (between the first '(' and the last ')') of stat bytes; '' when malformed. */
+export function statCommFromBytes(bytes: Buffer, length: number): string {
+  const open = bytes.indexOf(CHAR_OPEN_PAREN);
+  let close = length - 1;
+  while (close > 0 && bytes[close] !== CHAR_CLOSE_PAREN) close--;
+  return open >= 0 && open < close ? bytes.toString('latin1', open + 1, close) : '';
+}
+
+/** A ProcStat built from parsed fields (for callers that want the object form). */
+export function procStatFromFields(fields: StatFields, comm: string): ProcStat {
+  return {
+    pid: fields.pid,
+    comm,
+    state: String.fromCharCode(fields.state),
+    ppid: fields.ppid,
+    pgrp: fields.pgrp,
+    session: fields.session,
+    majflt: fields.majflt,
+    utime: fields.utime,
+    stime: fields.stime,
+    startTime: String(fields.startTicks),
+    threads: fields.threads,
+    rss: fields.rssPages * PAGE_SIZE,
+  };
+}
+
+// Used where no handle is held (beyond the per-tree cap, the group scan): open, read, parse, close.
+/** Reads /proc/<pid>/stat into `into` without creating strings; false when the process does not exist. */
+export function readStatFields(pid: number, into: StatFields): boolean {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/stat`, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const n = readSync(fd, readBuffer, 0, readBuffer.length, 0);
+    return parseStatBytes(readBuffer, n, into);
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** /proc/<pid>/stat of one process; null when it does not exist. */
 export function readStat(pid: number): ProcStat | null {
   const text = readProcText(`/proc/${pid}/stat`);
@@ -226,18 +375,135 @@ export function processGroupsCached(maxAgeMs: number, now = Date.now()): Map<num
   return cachedGroups.groups;
 }
 
+const scanFields = new StatFields();
+
+// The sampler only needs pids per group; parsing pgrp and state from bytes keeps the scan from creating
+// a ProcStat, a string and an array for each of the host's processes.
+/** Pids of the live (non-zombie) processes of every process group, from one full /proc scan. */
+export function scanProcessGroupPids(): Map<number, number[]> {
+  const groups = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return groups;
+  }
+  for (const name of entries) {
+    const code = name.charCodeAt(0);
+    if (code < 48 || code > 57) continue;
+    const pid = Number(name);
+    if (!readStatFields(pid, scanFields) || isDeadState(scanFields.state)) continue;
+    const members = groups.get(scanFields.pgrp);
+    if (members) members.push(pid);
+    else groups.set(scanFields.pgrp, [pid]);
+  }
+  return groups;
+}
+
+let cachedGroupPids: { at: number; groups: Map<number, number[]> } | null = null;
+
+// Many runs sample at once; one shared scan per `maxAgeMs` keeps the cost independent of the run count.
+/** scanProcessGroupPids(), shared between callers for `maxAgeMs` (0: always a fresh scan). */
+export function processGroupPidsCached(maxAgeMs: number, now = Date.now()): Map<number, number[]> {
+  if (!cachedGroupPids || now - cachedGroupPids.at > maxAgeMs || now < cachedGroupPids.at || maxAgeMs <= 0) {
+    cachedGroupPids = { at: now, groups: scanProcessGroupPids() };
+  }
+  return cachedGroupPids.groups;
+}
+
+/** Value in bytes of a "Name:   N kB" line found by `needle` (which starts with '\n') in the first `length` bytes; -1 when absent. */
+function kilobytesInBytes(bytes: Buffer, length: number, needle: Buffer): number {
+  const at = bytes.indexOf(needle);
+  // indexOf searches the whole buffer; a hit past `length` is a stale byte of an earlier read.
+  if (at < 0 || at >= length) return -1;
+  let i = at + needle.length;
+  while (i < length && (bytes[i] === CHAR_SPACE || bytes[i] === 9)) i++;
+  let value = 0;
+  const start = i;
+  while (i < length) {
+    const c = bytes[i]!;
+    if (c < CHAR_ZERO || c > CHAR_NINE) break;
+    value = value * 10 + (c - CHAR_ZERO);
+    i++;
+  }
+  return i === start ? -1 : value * 1024;
+}
+
+const VM_SWAP_NEEDLE = Buffer.from('\nVmSwap:', 'latin1');
+const SWAP_TOTAL_NEEDLE = Buffer.from('\nSwapTotal:', 'latin1');
+const SWAP_FREE_NEEDLE = Buffer.from('\nSwapFree:', 'latin1');
+let meminfoFd = -1;
+
+// `array.length = 0` drops an array's backing store in V8, so a list reset every tick would reallocate
+// every tick; this one keeps its storage and only moves its size.
+/** A reusable list of pids: clear() keeps the storage, so refilling it per tick allocates nothing. */
+export class PidBuffer {
+  private readonly pids: number[] = [];
+  /** Number of pids in the list. */
+  size = 0;
+
+  add(pid: number): void {
+    if (this.size < this.pids.length) this.pids[this.size] = pid;
+    else this.pids.push(pid);
+    this.size++;
+  }
+
+  /** The pid at `index` (0 ≤ index < size). */
+  at(index: number): number {
+    return this.pids[index]!;
+  }
+
+  clear(): void {
+    this.size = 0;
+  }
+}
+
+/** Appends the pids of a children file's bytes ("12 34 ") to `into`. */
+function parsePidBytes(bytes: Uint8Array, length: number, into: PidBuffer): void {
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i < length; i++) {
+    const c = bytes[i]!;
+    if (c >= CHAR_ZERO && c <= CHAR_NINE) {
+      value = value * 10 + (c - CHAR_ZERO);
+      digits++;
+    } else {
+      if (digits > 0 && value > 0) into.add(value);
+      value = 0;
+      digits = 0;
+    }
+  }
+  if (digits > 0 && value > 0) into.add(value);
+}
+
 let swapCache: { at: number; used: boolean } | null = null;
 
 // VmSwap needs /proc/<pid>/status, the most expensive read per process; when no byte of swap is in use
-// on the host, every VmSwap is 0 and the sampler can skip status entirely.
+// on the host, every VmSwap is 0 and the sampler can skip status entirely. /proc/meminfo stays open and
+// is re-read with pread, and the two numbers are parsed from its bytes.
 /** Whether any swap is in use on the host (/proc/meminfo SwapTotal - SwapFree > 0); shared cache of `maxAgeMs`. */
 export function hostSwapInUse(maxAgeMs = 200, now = Date.now()): boolean {
   if (swapCache && now - swapCache.at <= maxAgeMs && now >= swapCache.at) return swapCache.used;
-  const text = readProcText('/proc/meminfo') ?? '';
-  const total = kilobytesField(`\n${text}`, 'SwapTotal');
-  const free = kilobytesField(`\n${text}`, 'SwapFree');
-  swapCache = { at: now, used: total - free > 0 };
-  return swapCache.used;
+  if (meminfoFd < 0) meminfoFd = openOrNegative('/proc/meminfo');
+  let used = false;
+  if (meminfoFd >= 0) {
+    try {
+      const n = readSync(meminfoFd, readBuffer, 0, readBuffer.length, 0);
+      const total = kilobytesInBytes(readBuffer, n, SWAP_TOTAL_NEEDLE);
+      const free = kilobytesInBytes(readBuffer, n, SWAP_FREE_NEEDLE);
+      used = total > 0 && free >= 0 && total - free > 0;
+    } catch {
+      closeQuietly(meminfoFd);
+      meminfoFd = -1;
+    }
+  }
+  if (swapCache) {
+    swapCache.at = now;
+    swapCache.used = used;
+  } else {
+    swapCache = { at: now, used };
+  }
+  return used;
 }
 
 /** Writes /proc/<pid>/oom_score_adj; false when the kernel refused (EACCES, gone). */
@@ -286,7 +552,9 @@ export const TASK_LIST_MAX_AGE_MS = 2000;
 /** The /proc files of one process, kept open and re-read. Call close() when the process is forgotten. */
 export class ProcHandle {
   private statusFd = -1;
-  private readonly taskFds = new Map<string, number>();
+  // Parallel arrays rather than a Map: iterating them per tick creates no entry arrays.
+  private readonly taskIds: string[] = [];
+  private readonly taskFds: number[] = [];
   private tasksListedAt = Number.NEGATIVE_INFINITY;
   private tasksListedFor = 0;
 
@@ -308,32 +576,74 @@ export class ProcHandle {
     return text === null ? null : parseStat(text);
   }
 
-  /** VmSwap in bytes (opens status on first use); 0 when unreadable. */
+  /** Reads the current stat into `into` without creating strings; false once the process is gone (reaped). */
+  readFields(into: StatFields): boolean {
+    if (this.statFd < 0) return false;
+    try {
+      const n = readSync(this.statFd, readBuffer, 0, readBuffer.length, 0);
+      return parseStatBytes(readBuffer, n, into);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The current comm (process name); '' once the process is gone. */
+  comm(): string {
+    if (this.statFd < 0) return '';
+    try {
+      const n = readSync(this.statFd, readBuffer, 0, readBuffer.length, 0);
+      return statCommFromBytes(readBuffer, n);
+    } catch {
+      return '';
+    }
+  }
+
+  /** VmSwap in bytes (opens status on first use, then parses its bytes in place); 0 when unreadable. */
   swap(): number {
     if (this.statusFd < 0) this.statusFd = openOrNegative(`/proc/${this.pid}/status`);
-    const text = this.statusFd < 0 ? null : preadText(this.statusFd);
-    return text === null ? 0 : parseStatusMemory(text).swap;
+    if (this.statusFd < 0) return 0;
+    try {
+      const n = readSync(this.statusFd, readBuffer, 0, readBuffer.length, 0);
+      return Math.max(0, kilobytesInBytes(readBuffer, n, VM_SWAP_NEEDLE));
+    } catch {
+      return 0;
+    }
   }
 
   /** Direct children; the task list is re-read when the thread count changes or every 2 s. */
   children(threads: number, now = Date.now()): number[] {
-    if (threads !== this.tasksListedFor || now - this.tasksListedAt > TASK_LIST_MAX_AGE_MS) this.listTasks(threads, now);
+    const found = new PidBuffer();
+    this.childrenInto(threads, now, found);
     const children: number[] = [];
-    for (const [tid, fd] of this.taskFds) {
-      const text = preadText(fd);
-      if (text === null) {
+    for (let i = 0; i < found.size; i++) children.push(found.at(i));
+    return children;
+  }
+
+  /** Appends the direct children's pids to `into` (no intermediate strings or arrays on the common path). */
+  childrenInto(threads: number, now: number, into: PidBuffer): void {
+    if (threads !== this.tasksListedFor || now - this.tasksListedAt > TASK_LIST_MAX_AGE_MS || now < this.tasksListedAt) this.listTasks(threads, now);
+    for (let i = 0; i < this.taskFds.length; i++) {
+      let n = -1;
+      try {
+        n = readSync(this.taskFds[i]!, readBuffer, 0, readBuffer.length, 0);
+      } catch {
+        n = -1;
+      }
+      if (n < 0 || n === readBuffer.length) {
         // A thread that ended, or a children list over 64 KiB: read it the slow way.
-        parsePidList(readProcText(`/proc/${this.pid}/task/${tid}/children`), children);
+        const slow: number[] = [];
+        parsePidList(readProcText(`/proc/${this.pid}/task/${this.taskIds[i]!}/children`), slow);
+        for (const pid of slow) into.add(pid);
       } else {
-        parsePidList(text, children);
+        parsePidBytes(readBuffer, n, into);
       }
     }
-    return children;
   }
 
   private listTasks(threads: number, now: number): void {
     this.tasksListedAt = now;
     this.tasksListedFor = threads;
+    if (threads === 1 && this.taskIds.length === 1 && this.taskIds[0] === String(this.pid)) return;
     let tids: string[];
     if (threads === 1) {
       tids = [String(this.pid)];
@@ -345,16 +655,20 @@ export class ProcHandle {
       }
     }
     const wanted = new Set(tids);
-    for (const [tid, fd] of this.taskFds) {
-      if (!wanted.has(tid)) {
-        closeQuietly(fd);
-        this.taskFds.delete(tid);
+    for (let i = this.taskIds.length - 1; i >= 0; i--) {
+      if (!wanted.has(this.taskIds[i]!)) {
+        closeQuietly(this.taskFds[i]!);
+        this.taskIds.splice(i, 1);
+        this.taskFds.splice(i, 1);
       }
     }
     for (const tid of tids) {
-      if (this.taskFds.has(tid)) continue;
+      if (this.taskIds.includes(tid)) continue;
       const fd = openOrNegative(`/proc/${this.pid}/task/${tid}/children`);
-      if (fd >= 0) this.taskFds.set(tid, fd);
+      if (fd >= 0) {
+        this.taskIds.push(tid);
+        this.taskFds.push(fd);
+      }
     }
   }
 
@@ -364,7 +678,8 @@ export class ProcHandle {
     this.statFd = -1;
     closeQuietly(this.statusFd);
     this.statusFd = -1;
-    for (const fd of this.taskFds.values()) closeQuietly(fd);
-    this.taskFds.clear();
+    for (const fd of this.taskFds) closeQuietly(fd);
+    this.taskFds.length = 0;
+    this.taskIds.length = 0;
   }
 }

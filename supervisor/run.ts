@@ -6,7 +6,7 @@ import { captureDiagnostics } from './diagnostics.js';
 import { HeartbeatClock } from './heartbeat.js';
 import { evaluatePolicy } from './policy.js';
 import { processLiveness } from './proc.js';
-import { alignToGrid, ProcessTree, Sampler, samplingDelay, type TreeMember } from './sample.js';
+import { alignToGrid, ProcessTree, Sampler, samplingDelay } from './sample.js';
 import { spawnChild, type ChildExit, type SpawnedChild } from './spawn.js';
 import { liveTreePids, stopProcessTree, type StopMode, type StopResult } from './stop.js';
 import type { HeartbeatMode, KillReason, Progress, RunHandle, RunObserver, RunOutcome, RunSpec, Sample } from './types.js';
@@ -37,7 +37,6 @@ class Run {
   private sampler: Sampler | null = null;
   private child: SpawnedChild | null = null;
   private readonly samples: Sample[] = [];
-  private lastMembers: TreeMember[] = [];
   private readonly warned = new Set<KillReason>();
   private peakRss = 0;
   private peakSwap = 0;
@@ -130,9 +129,7 @@ class Run {
     this.timer = null;
     if (this.finished || !this.sampler || !this.tree) return;
     const now = Date.now();
-    const reading = this.sampler.read(now);
-    const sample = reading.sample;
-    this.lastMembers = reading.members.length > 0 ? reading.members : this.lastMembers;
+    const sample = this.sampler.sample(now);
     this.peakRss = Math.max(this.peakRss, sample.rss);
     this.peakSwap = Math.max(this.peakSwap, sample.swap);
     this.remember(sample);
@@ -185,8 +182,9 @@ class Run {
     this.stopRecord = { reason, detail, beforeExit: this.leaderExit === null };
     if (this.stopRecord.beforeExit) safely(() => this.observer.killing(reason, measured, limit, detail));
     if (mode === 'limit' && this.stopRecord.beforeExit) {
-      // Captured at the decision, before any signal: the processes are still exactly as they overran.
-      const members = this.lastMembers;
+      // Captured at the decision, before any signal: the processes are still exactly as they overran
+      // (the kill is decided right after a sample, so the sampler's last walk is that very moment).
+      const members = this.sampler ? this.sampler.members() : [];
       safely(() => this.observer.diagnostics(captureDiagnostics({ reason, detail, members, logFile: this.spec.logFile })));
     }
     const child = this.child;

@@ -1,18 +1,27 @@
 // Sampling one run: its whole process tree (the process group plus every descendant ever seen, so a
 // `setsid` escaper reparented to init is still counted and still killed), summed RSS/swap/CPU, the
 // major-fault rate, free disk space and host memory pressure. Nothing here spawns a process.
-import { statfsSync } from 'node:fs';
+//
+// This is the daemon's hot path (every live run, 4×/s): the walk keeps one record per process with its
+// /proc files held open, parses their bytes in place and reuses its arrays, so a tick of an idle run costs
+// two or three preads and no garbage beyond the Sample it hands out.
+import { closeSync, openSync, readSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import type { JobSettings, Sample } from './types.js';
 import {
   CLOCK_TICKS_PER_SECOND,
   hostSwapInUse,
-  processGroupsCached,
+  isDeadState,
+  PAGE_SIZE,
+  PidBuffer,
   ProcHandle,
+  processGroupPidsCached,
+  procStatFromFields,
   readChildren,
   readMemory,
-  readProcText,
   readStat,
+  readStatFields,
+  StatFields,
   type ProcStat,
 } from './proc.js';
 
@@ -34,17 +43,61 @@ export const GROUP_SCAN_MAX_AGE_MS = 5000;
 /** Most processes per tree whose /proc files are held open; beyond that they are re-opened per read. */
 export const MAX_HANDLES_PER_TREE = 256;
 
+/** One process of a tree as the walk knows it: identity, held /proc files, and the fields of its last read. */
+interface TrackedProcess {
+  readonly pid: number;
+  readonly startTicks: number;
+  readonly startTime: string;
+  handle: ProcHandle | null;
+  fields: StatFields;
+  swap: number;
+  /** majflt at the previous Sampler reading; -1 before the first. */
+  sampledMajflt: number;
+  /** Number of the last walk that reached this process. */
+  walk: number;
+}
+
+// Why the walk's queue holds plain numbers: (pid, source) pairs pushed on one reused array cost nothing
+// per tick, where an object per queued pid was a good part of the sampler's garbage.
+const FROM_RECORD = 0;
+const FROM_PARENT = 1;
+const FROM_GROUP = 2;
+
 // The tree is remembered by (pid, start time): a pid can be recycled, a start time cannot repeat.
 /** The process tree of one run: leader (= process group id) plus every descendant seen so far. */
 export class ProcessTree {
   readonly pgid: number;
   readonly leaderStartTime: string;
+  private readonly leaderStartTicks: number;
   private readonly known = new Map<number, string>();
-  private readonly handles = new Map<number, ProcHandle>();
+  private readonly tracked = new Map<number, TrackedProcess>();
+  private handleCount = 0;
+  private walks = 0;
+  /** (pid, source) pairs; a stack indexed by queueSize (see PidBuffer for why not push/pop). */
+  private readonly queue: number[] = [];
+  private queueSize = 0;
+  private readonly childPids = new PidBuffer();
+  /** The live members found by the last walk (reused; the first liveCount are valid until the next walk). */
+  private readonly live: TrackedProcess[] = [];
+  private liveCount = 0;
+  /** Read target of the walk; swapped with a record's fields when the read is kept. */
+  private scratch = new StatFields();
+  // Bound once: Map.forEach with it visits the recorded pids without an iterator object per walk.
+  private readonly queueRecorded = (_startTime: string, pid: number): void => {
+    this.enqueue(pid, FROM_RECORD);
+  };
+
+  private enqueue(pid: number, source: number): void {
+    const queue = this.queue;
+    if (this.queueSize + 2 > queue.length) queue.push(0, 0);
+    queue[this.queueSize++] = pid;
+    queue[this.queueSize++] = source;
+  }
 
   constructor(leaderPid: number, leaderStartTime: string) {
     this.pgid = leaderPid;
     this.leaderStartTime = leaderStartTime;
+    this.leaderStartTicks = Number(leaderStartTime);
     this.known.set(leaderPid, leaderStartTime);
   }
 
@@ -53,120 +106,288 @@ export class ProcessTree {
     return this.known;
   }
 
-  private statOf(pid: number): { stat: ProcStat | null; handle: ProcHandle | null } {
-    let handle = this.handles.get(pid) ?? null;
-    if (!handle && this.handles.size < MAX_HANDLES_PER_TREE) {
-      handle = ProcHandle.open(pid);
-      if (handle) this.handles.set(pid, handle);
-    }
-    return { stat: handle ? handle.stat() : readStat(pid), handle };
+  private openHandle(pid: number): ProcHandle | null {
+    if (this.handleCount >= MAX_HANDLES_PER_TREE) return null;
+    const handle = ProcHandle.open(pid);
+    if (handle) this.handleCount++;
+    return handle;
   }
 
-  private forgetHandle(pid: number): void {
-    this.handles.get(pid)?.close();
-    this.handles.delete(pid);
+  private closeHandle(handle: ProcHandle | null): void {
+    if (!handle) return;
+    handle.close();
+    this.handleCount--;
+  }
+
+  private forget(pid: number, proc: TrackedProcess | undefined): void {
+    if (proc) {
+      this.closeHandle(proc.handle);
+      proc.handle = null;
+      this.tracked.delete(pid);
+    }
+    if (pid !== this.pgid) this.known.delete(pid);
   }
 
   /**
    * Walks the tree from every recorded process (children files), plus the process-group members from a
    * shared /proc scan when `groupScanMaxAgeMs` is given, records new members, forgets the gone ones, and
-   * returns the live members with their memory.
+   * leaves the live members in `this.live`. Returns the number of live members.
    */
-  collect(groupScanMaxAgeMs?: number): TreeMember[] {
-    const members: TreeMember[] = [];
-    const swapInUse = hostSwapInUse();
-    const visited = new Set<number>();
-    const now = Date.now();
-    type Source = 'recorded' | 'child' | 'group';
-    const queue: Array<{ pid: number; source: Source }> = [];
-    for (const pid of this.known.keys()) queue.push({ pid, source: 'recorded' });
+  private walk(groupScanMaxAgeMs: number | undefined, now: number): number {
+    const walk = ++this.walks;
+    const swapInUse = hostSwapInUse(200, now);
+    const queue = this.queue;
+    const live = this.live;
+    this.queueSize = 0;
+    this.liveCount = 0;
+    this.known.forEach(this.queueRecorded);
     if (groupScanMaxAgeMs !== undefined) {
-      for (const stat of processGroupsCached(groupScanMaxAgeMs).get(this.pgid) ?? []) queue.push({ pid: stat.pid, source: 'group' });
+      const groupPids = processGroupPidsCached(groupScanMaxAgeMs, now).get(this.pgid);
+      if (groupPids) for (let i = 0; i < groupPids.length; i++) this.enqueue(groupPids[i]!, FROM_GROUP);
     }
-    while (queue.length > 0) {
-      const { pid, source } = queue.pop()!;
-      if (visited.has(pid)) continue;
-      let { stat, handle } = this.statOf(pid);
-      const recordedStart = this.known.get(pid);
-      if (stat && recordedStart !== undefined && stat.startTime !== recordedStart && source !== 'recorded') {
-        // A held handle belongs to the old process; the pid now names a new one found through a parent link or the group.
-        this.forgetHandle(pid);
-        ({ stat, handle } = this.statOf(pid));
+    while (this.queueSize > 0) {
+      const source = queue[--this.queueSize]!;
+      const pid = queue[--this.queueSize]!;
+      let proc = this.tracked.get(pid);
+      if (proc && proc.walk === walk) continue;
+      const fields = this.scratch;
+      // A held handle reads its own process or fails once that process is reaped, never a stranger.
+      let handle = proc ? proc.handle : this.openHandle(pid);
+      let found = handle ? handle.readFields(fields) : readStatFields(pid, fields);
+      if (!found && proc && handle && source !== FROM_RECORD) {
+        // The recorded process is gone, but a parent link or the group names its pid: a new process of ours.
+        this.closeHandle(handle);
+        proc.handle = null;
+        handle = this.openHandle(pid);
+        found = handle ? handle.readFields(fields) : readStatFields(pid, fields);
+        if (handle && found) proc.handle = handle;
       }
-      if (source === 'group' && stat && stat.pgrp !== this.pgid) continue; // the scan is up to 2 s old
-      visited.add(pid);
-      if (stat && pid === this.pgid && stat.startTime !== this.leaderStartTime) continue; // leader's pid recycled
-      if (!stat || (source === 'recorded' && stat.startTime !== recordedStart)) {
-        // Gone, or the pid now belongs to someone else: forget it (the leader stays for the group signal).
-        this.forgetHandle(pid);
-        if (pid !== this.pgid) this.known.delete(pid);
+      const ownsHandle = handle !== null && (!proc || proc.handle !== handle);
+      if (source === FROM_GROUP && found && fields.pgrp !== this.pgid) {
+        // The scan is up to 5 s old: the process left the group since.
+        if (ownsHandle) this.closeHandle(handle);
         continue;
       }
-      // Found through a parent link or the group: it is ours, even if its pid was recorded for an older process.
-      if (recordedStart !== stat.startTime) this.known.set(pid, stat.startTime);
-      if (stat.state === 'Z' || stat.state === 'X') continue;
-      const swap = swapInUse ? (handle ? handle.swap() : (readMemory(pid)?.swap ?? 0)) : 0;
-      members.push({ pid, startTime: stat.startTime, stat, rss: stat.rss, swap });
-      for (const child of handle ? handle.children(stat.threads, now) : readChildren(pid, stat.threads)) {
-        if (!visited.has(child)) queue.push({ pid: child, source: 'child' });
+      if (proc) proc.walk = walk;
+      if (found && pid === this.pgid && fields.startTicks !== this.leaderStartTicks) {
+        // The leader's pid was recycled: not ours (the leader stays recorded for the group signal).
+        if (ownsHandle) this.closeHandle(handle);
+        continue;
       }
+      const recordedStart = this.known.get(pid);
+      const recordedTicks = proc ? proc.startTicks : recordedStart === undefined ? -1 : Number(recordedStart);
+      if (!found || (source === FROM_RECORD && fields.startTicks !== recordedTicks)) {
+        // Gone, or the pid now belongs to someone else: forget it (the leader stays for the group signal).
+        if (ownsHandle) this.closeHandle(handle);
+        this.forget(pid, proc);
+        continue;
+      }
+      if (!proc || proc.startTicks !== fields.startTicks) {
+        // Found through a parent link or the group: it is ours, even if its pid was recorded for an older process.
+        if (proc && proc.handle !== handle) this.closeHandle(proc.handle);
+        const startTime = recordedStart !== undefined && Number(recordedStart) === fields.startTicks ? recordedStart : String(fields.startTicks);
+        proc = { pid, startTicks: fields.startTicks, startTime, handle, fields: new StatFields(), swap: 0, sampledMajflt: -1, walk };
+        this.tracked.set(pid, proc);
+        if (recordedStart !== startTime) this.known.set(pid, startTime);
+      }
+      // Keep the read: the record takes the scratch fields and gives its old ones back as the next scratch.
+      this.scratch = proc.fields;
+      proc.fields = fields;
+      if (isDeadState(fields.state)) continue;
+      proc.swap = swapInUse ? (proc.handle ? proc.handle.swap() : (readMemory(pid)?.swap ?? 0)) : 0;
+      if (this.liveCount < live.length) live[this.liveCount] = proc;
+      else live.push(proc);
+      this.liveCount++;
+      const children = this.childPids;
+      children.clear();
+      if (proc.handle) proc.handle.childrenInto(fields.threads, now, children);
+      else for (const child of readChildren(pid, fields.threads)) children.add(child);
+      for (let i = 0; i < children.size; i++) {
+        const child = children.at(i);
+        const known = this.tracked.get(child);
+        if (!known || known.walk !== walk) this.enqueue(child, FROM_PARENT);
+      }
+    }
+    return this.liveCount;
+  }
+
+  /**
+   * Walks the tree (see the class comment) and returns the live members with their memory. The process
+   * group members from the shared /proc scan are included when `groupScanMaxAgeMs` is given (0: a fresh scan).
+   */
+  collect(groupScanMaxAgeMs?: number): TreeMember[] {
+    this.walk(groupScanMaxAgeMs, Date.now());
+    return this.members();
+  }
+
+  /** Walks the tree like collect() and returns the live processes' totals into `into`, creating no objects. */
+  measure(groupScanMaxAgeMs: number | undefined, now: number, into: TreeTotals): void {
+    const count = this.walk(groupScanMaxAgeMs, now);
+    let rssPages = 0;
+    let swap = 0;
+    let cpuTicks = 0;
+    let newFaults = 0;
+    for (let i = 0; i < count; i++) {
+      const proc = this.live[i]!;
+      const fields = proc.fields;
+      rssPages += fields.rssPages;
+      swap += proc.swap;
+      cpuTicks += fields.utime + fields.stime;
+      if (proc.sampledMajflt >= 0 && fields.majflt > proc.sampledMajflt) newFaults += fields.majflt - proc.sampledMajflt;
+      proc.sampledMajflt = fields.majflt;
+    }
+    into.procs = count;
+    into.rss = rssPages * PAGE_SIZE;
+    into.swap = swap;
+    into.cpuTicks = cpuTicks;
+    into.newFaults = newFaults;
+  }
+
+  /** The live members found by the last walk, as objects (the comm is read now). */
+  members(): TreeMember[] {
+    const members: TreeMember[] = [];
+    for (let i = 0; i < this.liveCount; i++) {
+      const proc = this.live[i]!;
+      const comm = proc.handle ? proc.handle.comm() : (readStat(proc.pid)?.comm ?? '');
+      const stat = procStatFromFields(proc.fields, comm);
+      members.push({ pid: proc.pid, startTime: proc.startTime, stat, rss: stat.rss, swap: proc.swap });
     }
     return members;
   }
 
   /** Closes the /proc files held for this tree (call once the run is over). */
   dispose(): void {
-    for (const handle of this.handles.values()) handle.close();
-    this.handles.clear();
+    for (const proc of this.tracked.values()) {
+      this.closeHandle(proc.handle);
+      proc.handle = null;
+    }
+    this.tracked.clear();
+    this.live.length = 0;
+    this.liveCount = 0;
   }
 }
 
-interface CachedNumber {
+/** The sums of one walk, written into a reused object. */
+export interface TreeTotals {
+  procs: number;
+  rss: number;
+  swap: number;
+  cpuTicks: number;
+  /** Major faults since the previous measure() of the same processes. */
+  newFaults: number;
+}
+
+interface DiskProbe {
   at: number;
   value: number;
+  /** The existing path statfs is called on (the target or its nearest existing ancestor). */
+  probe: string;
+  probedAt: number;
 }
 
 const FILESYSTEM_CACHE_MS = 200;
-const diskCache = new Map<string, CachedNumber>();
+/** How long a missing target is measured on its resolved ancestor before the target itself is tried again, ms. */
+const MISSING_PATH_RECHECK_MS = 5000;
+const diskCache = new Map<string, DiskProbe>();
+
+function statfsFree(probe: string): number | null {
+  try {
+    const stats = statfsSync(probe);
+    return Number(stats.bavail) * Number(stats.bsize);
+  } catch {
+    return null;
+  }
+}
 
 // A watched path may not exist yet (a warehouse file before the first publish): measure its nearest
-// existing ancestor, which is on the filesystem the file will be created on.
+// existing ancestor, which is on the filesystem the file will be created on. That ancestor is remembered
+// for 5 s, so a missing file does not cost a thrown ENOENT per tick.
 /** Free bytes available to unprivileged users on the filesystem holding `target`; shared cache of 200 ms. */
 export function freeBytes(target: string, now = Date.now()): number {
   const cached = diskCache.get(target);
   if (cached && now - cached.at <= FILESYSTEM_CACHE_MS && now >= cached.at) return cached.value;
+  if (cached && now - cached.probedAt <= MISSING_PATH_RECHECK_MS && now >= cached.probedAt) {
+    const value = statfsFree(cached.probe);
+    if (value !== null) {
+      cached.at = now;
+      cached.value = value;
+      return value;
+    }
+  }
   let probe = path.resolve(target);
   let value = Number.POSITIVE_INFINITY;
   for (;;) {
-    try {
-      const stats = statfsSync(probe);
-      value = Number(stats.bavail) * Number(stats.bsize);
+    const free = statfsFree(probe);
+    if (free !== null) {
+      value = free;
       break;
-    } catch {
-      const parent = path.dirname(probe);
-      if (parent === probe) break;
-      probe = parent;
     }
+    const parent = path.dirname(probe);
+    if (parent === probe) break;
+    probe = parent;
   }
-  diskCache.set(target, { at: now, value });
+  diskCache.set(target, { at: now, value, probe, probedAt: now });
   return value;
 }
 
-let pressureCache: { at: number; value: number | undefined } | null = null;
+let pressureAt = Number.NEGATIVE_INFINITY;
+let pressureValue: number | undefined;
+let pressureFd = -1;
 let pressureAbsent = false;
+const pressureBuffer = Buffer.allocUnsafe(512);
+const PRESSURE_NEEDLE = Buffer.from('some avg10=', 'latin1');
+
+/** Parses the decimal number at `at` in `bytes` (digits with an optional fraction); undefined when there is none. */
+function decimalAt(bytes: Uint8Array, at: number, length: number): number | undefined {
+  let whole = 0;
+  let fraction = 0;
+  let scale = 1;
+  let digits = 0;
+  let i = at;
+  for (; i < length; i++) {
+    const c = bytes[i]!;
+    if (c < 48 || c > 57) break;
+    whole = whole * 10 + (c - 48);
+    digits++;
+  }
+  if (i < length && bytes[i] === 46) {
+    for (i++; i < length; i++) {
+      const c = bytes[i]!;
+      if (c < 48 || c > 57) break;
+      fraction = fraction * 10 + (c - 48);
+      scale *= 10;
+      digits++;
+    }
+  }
+  return digits === 0 ? undefined : whole + fraction / scale;
+}
 
 /** /proc/pressure/memory "some avg10" (percent), or undefined where PSI is absent; shared cache of 200 ms. */
 export function memoryPressure(now = Date.now()): number | undefined {
   if (pressureAbsent) return undefined;
-  if (pressureCache && now - pressureCache.at <= FILESYSTEM_CACHE_MS && now >= pressureCache.at) return pressureCache.value;
-  const text = readProcText('/proc/pressure/memory');
-  if (text === null) {
+  if (now - pressureAt <= FILESYSTEM_CACHE_MS && now >= pressureAt) return pressureValue;
+  if (pressureFd < 0) {
+    try {
+      pressureFd = openSync('/proc/pressure/memory', 'r');
+    } catch {
+      pressureAbsent = true;
+      return undefined;
+    }
+  }
+  let value: number | undefined;
+  try {
+    const n = readSync(pressureFd, pressureBuffer, 0, pressureBuffer.length, 0);
+    const at = pressureBuffer.indexOf(PRESSURE_NEEDLE);
+    value = at >= 0 && at < n ? decimalAt(pressureBuffer, at + PRESSURE_NEEDLE.length, n) : undefined;
+  } catch {
+    // PSI can be switched off at runtime (psi=0 on a cgroup): treat as absent from now on.
+    closeSync(pressureFd);
+    pressureFd = -1;
     pressureAbsent = true;
     return undefined;
   }
-  const match = /some avg10=([\d.]+)/.exec(text);
-  const value = match ? Number(match[1]) : undefined;
-  pressureCache = { at: now, value };
+  pressureAt = now;
+  pressureValue = value;
   return value;
 }
 
@@ -179,50 +400,47 @@ export interface TreeReading {
 // Per-process fault deltas (not a tree total) so a process that exits does not make the rate negative.
 /** Takes the samples of one run; keeps what the major-fault rate needs between ticks. */
 export class Sampler {
-  private previousFaults = new Map<string, number>();
   private previousAt: number | null = null;
   private ticks = 0;
+  private readonly totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0 };
 
   constructor(
     readonly tree: ProcessTree,
     private readonly watchPaths: readonly string[],
   ) {}
 
-  /** Reads the tree now. The process-group scan (shared between runs) refreshes at most every 5 s. */
-  read(now = Date.now()): TreeReading {
+  /** Reads the tree now and returns the sample. The process-group scan (shared between runs) refreshes at most every 5 s. */
+  sample(now = Date.now()): Sample {
     this.ticks++;
-    const members = this.tree.collect(GROUP_SCAN_MAX_AGE_MS);
-    let rss = 0;
-    let swap = 0;
-    let ticks = 0;
-    let newFaults = 0;
-    const faults = new Map<string, number>();
-    for (const member of members) {
-      rss += member.rss;
-      swap += member.swap;
-      ticks += member.stat.utime + member.stat.stime;
-      const key = `${member.pid}:${member.startTime}`;
-      faults.set(key, member.stat.majflt);
-      const before = this.previousFaults.get(key);
-      if (before !== undefined && member.stat.majflt > before) newFaults += member.stat.majflt - before;
-    }
+    const totals = this.totals;
+    this.tree.measure(GROUP_SCAN_MAX_AGE_MS, now, totals);
     const elapsedSeconds = this.previousAt === null ? 0 : (now - this.previousAt) / 1000;
-    this.previousFaults = faults;
     this.previousAt = now;
     let diskFree = Number.POSITIVE_INFINITY;
-    for (const watched of this.watchPaths) diskFree = Math.min(diskFree, freeBytes(watched, now));
+    for (let i = 0; i < this.watchPaths.length; i++) diskFree = Math.min(diskFree, freeBytes(this.watchPaths[i]!, now));
     const sample: Sample = {
       at: now,
-      rss,
-      swap,
-      cpu: ticks / CLOCK_TICKS_PER_SECOND,
-      majflt_rate: elapsedSeconds > 0 ? newFaults / elapsedSeconds : 0,
+      rss: totals.rss,
+      swap: totals.swap,
+      cpu: totals.cpuTicks / CLOCK_TICKS_PER_SECOND,
+      majflt_rate: elapsedSeconds > 0 ? totals.newFaults / elapsedSeconds : 0,
       disk_free: diskFree,
-      procs: members.length,
+      procs: totals.procs,
     };
     const pressure = memoryPressure(now);
     if (pressure !== undefined) sample.psi_some_avg10 = pressure;
-    return { sample, members };
+    return sample;
+  }
+
+  /** The members behind the latest sample, as objects (diagnostics); call right after sample(). */
+  members(): TreeMember[] {
+    return this.tree.members();
+  }
+
+  /** Reads the tree now: the sample plus its members as objects. */
+  read(now = Date.now()): TreeReading {
+    const sample = this.sample(now);
+    return { sample, members: this.members() };
   }
 
   /** Number of samples taken so far. */
