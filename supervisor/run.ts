@@ -6,7 +6,7 @@ import { captureDiagnostics } from './diagnostics.js';
 import { HeartbeatClock } from './heartbeat.js';
 import { evaluatePolicy } from './policy.js';
 import { processLiveness } from './proc.js';
-import { alignToGrid, ProcessTree, Sampler, samplingDelay } from './sample.js';
+import { ProcessTree, Sampler, samplingClock, samplingDelay, type SamplingSlot, type SamplingTarget } from './sample.js';
 import { spawnChild, type ChildExit, type SpawnedChild } from './spawn.js';
 import { liveTreePids, stopProcessTree, type StopMode, type StopResult } from './stop.js';
 import type { HeartbeatMode, KillReason, Progress, RunHandle, RunObserver, RunOutcome, RunSpec, Sample } from './types.js';
@@ -30,7 +30,7 @@ function safely(call: () => void): void {
   }
 }
 
-class Run {
+class Run implements SamplingTarget {
   private readonly clock: HeartbeatClock;
   private readonly heartbeatMode: HeartbeatMode;
   private tree: ProcessTree | null = null;
@@ -44,7 +44,7 @@ class Run {
   private ready: ReadyMessage | null = null;
   private progress: Progress | null = null;
   private startedAt = Date.now();
-  private timer: NodeJS.Timeout | null = null;
+  private slot: SamplingSlot | null = null;
   private leaderExit: ChildExit | null = null;
   private stopRecord: StopRecord | null = null;
   private stopping: Promise<StopResult> | null = null;
@@ -110,7 +110,8 @@ class Run {
     this.tree = new ProcessTree(pid, startTime);
     this.sampler = new Sampler(this.tree, this.spec.watchPaths);
     safely(() => this.observer.started(pid, startTime));
-    this.tick();
+    const delay = this.sampleTick();
+    if (delay >= 0) this.slot = samplingClock.add(this, delay);
   }
 
   private onMessage(message: ChildMessage): void {
@@ -125,15 +126,15 @@ class Run {
     safely(() => this.observer.progress(progress));
   }
 
-  private tick(): void {
-    this.timer = null;
-    if (this.finished || !this.sampler || !this.tree) return;
+  /** One sample and policy decision; returns the delay to the next sample (negative once the run is over). Called by the shared sampling clock. */
+  sampleTick(): number {
+    if (this.finished || !this.sampler || !this.tree) return -1;
     const now = Date.now();
     const sample = this.sampler.sample(now);
-    this.peakRss = Math.max(this.peakRss, sample.rss);
-    this.peakSwap = Math.max(this.peakSwap, sample.swap);
+    if (sample.rss > this.peakRss) this.peakRss = sample.rss;
+    if (sample.swap > this.peakSwap) this.peakSwap = sample.swap;
     this.remember(sample);
-    safely(() => this.observer.sample(sample));
+    this.notifySample(sample);
 
     // Adopted processes are not our children: their exit shows up only in /proc.
     if (this.spec.adopt && !this.leaderExit && processLiveness(this.tree.pgid, this.tree.leaderStartTime) !== 'alive') {
@@ -159,7 +160,16 @@ class Run {
         this.beginStop(decision.reason, decision.detail, 'limit', decision.measured, decision.limit);
       }
     }
-    this.timer = setTimeout(() => this.tick(), alignToGrid(samplingDelay(this.spec.job, sample)));
+    return this.finished ? -1 : samplingDelay(this.spec.job, sample);
+  }
+
+  // Not `safely(() => ...)`: that would create a closure per sample of every run.
+  private notifySample(sample: Sample): void {
+    try {
+      this.observer.sample(sample);
+    } catch (error) {
+      console.error('duckvisor: run observer threw:', error);
+    }
   }
 
   private remember(sample: Sample): void {
@@ -223,8 +233,8 @@ class Run {
   private async finish(survivors: number[]): Promise<void> {
     if (this.finished) return;
     this.finished = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.slot) samplingClock.remove(this.slot);
+    this.slot = null;
     this.tree?.dispose();
     try {
       if (this.child) {

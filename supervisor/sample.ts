@@ -477,3 +477,117 @@ export function alignToGrid(delayMs: number, now = performance.now()): number {
   const wait = Math.ceil(delayMs - (now % delayMs));
   return Math.max(1, wait);
 }
+
+/** The first multiple of `delayMs` strictly after `time` (ms on the performance.now() clock). */
+export function nextGridPoint(time: number, delayMs: number): number {
+  return (Math.floor(time / delayMs) + 1) * delayMs;
+}
+
+/** One participant of the shared sampling clock (a live run). */
+export interface SamplingTarget {
+  /** Takes one sample now; returns the delay in ms to the next one, or a negative number to leave the clock. */
+  sampleTick(): number;
+}
+
+/** A target's place on the clock; pass it to SamplingClock.remove. */
+export interface SamplingSlot {
+  readonly target: SamplingTarget;
+  /** When the next sample is due, on the performance.now() clock. */
+  dueAt: number;
+  delayMs: number;
+  active: boolean;
+}
+
+/** A timer firing this much early still counts as on time (timers are armed from the loop's cached clock). */
+const EARLY_TOLERANCE_MS = 2;
+
+// One timer for every live run: each wake-up samples every run due, then arms a single timer for the
+// earliest next due time. Runs keep their own intervals (a run near a limit is on a 4× finer grid); the
+// grids are multiples of the interval on one clock, so runs of the same interval always share a wake-up,
+// and no per-run timer or closure is created per tick.
+/** The shared scheduler of all runs' samples. Use the process-wide `samplingClock`. */
+export class SamplingClock {
+  private slots: SamplingSlot[] = [];
+  private activeCount = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private timerDueAt = Number.POSITIVE_INFINITY;
+  private readonly onTimer = () => this.wake();
+
+  /** Puts `target` on the clock; its first sample is due at the next grid point of `delayMs` after now. */
+  add(target: SamplingTarget, delayMs: number, now = performance.now()): SamplingSlot {
+    const slot: SamplingSlot = { target, dueAt: nextGridPoint(now, delayMs), delayMs, active: true };
+    this.slots.push(slot);
+    this.activeCount++;
+    this.arm(slot.dueAt, now);
+    return slot;
+  }
+
+  /** Takes `slot` off the clock (safe to call from inside its own sampleTick, and more than once). */
+  remove(slot: SamplingSlot): void {
+    if (!slot.active) return;
+    slot.active = false;
+    this.activeCount--;
+    if (this.activeCount === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.timerDueAt = Number.POSITIVE_INFINITY;
+      this.slots = [];
+    }
+  }
+
+  /** Number of targets on the clock. */
+  get size(): number {
+    return this.activeCount;
+  }
+
+  private arm(dueAt: number, now: number): void {
+    if (this.timer && this.timerDueAt <= dueAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerDueAt = dueAt;
+    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(dueAt - now)));
+  }
+
+  private wake(): void {
+    this.timer = null;
+    this.timerDueAt = Number.POSITIVE_INFINITY;
+    const slots = this.slots;
+    let next = Number.POSITIVE_INFINITY;
+    let inactive = 0;
+    // Targets added during the pass are appended and not due yet; the length is read each time on purpose.
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      if (!slot.active) {
+        inactive++;
+        continue;
+      }
+      const now = performance.now();
+      if (slot.dueAt <= now + EARLY_TOLERANCE_MS) {
+        let delay: number;
+        try {
+          delay = slot.target.sampleTick();
+        } catch (error) {
+          // One run's bug must not stop the sampling of every other run.
+          console.error('duckvisor: sampling tick threw:', error);
+          delay = slot.delayMs;
+        }
+        if (!slot.active) {
+          inactive++;
+          continue;
+        }
+        if (delay < 0) {
+          this.remove(slot);
+          inactive++;
+          continue;
+        }
+        slot.delayMs = Math.max(1, delay);
+        slot.dueAt = nextGridPoint(Math.max(now, slot.dueAt), slot.delayMs);
+      }
+      if (slot.dueAt < next) next = slot.dueAt;
+    }
+    if (inactive > 0 && this.slots === slots) this.slots = slots.filter((slot) => slot.active);
+    if (next !== Number.POSITIVE_INFINITY && this.activeCount > 0) this.arm(next, performance.now());
+  }
+}
+
+/** The process-wide sampling clock every run is scheduled on. */
+export const samplingClock = new SamplingClock();
