@@ -14,6 +14,11 @@ import type { HeartbeatMode, KillReason, Progress, RunHandle, RunObserver, RunOu
 /** How long `done` waits for the child's pipes to close after the tree is dead before cutting them, ms. */
 export const PIPE_DRAIN_MS = 2000;
 
+/** Samples dropped at once when the policy window is trimmed. */
+const SAMPLE_TRIM_BATCH = 32;
+/** Most samples a run keeps in memory for the policy. */
+const MAX_KEPT_SAMPLES = 10_000;
+
 interface StopRecord {
   reason: KillReason;
   detail: string;
@@ -172,13 +177,32 @@ class Run implements SamplingTarget {
     }
   }
 
+  // The policy reads only the latest sample, except the thrash rule, which needs every sample of its
+  // window. Without that rule a run keeps two samples (overwritten in place), so samples die young and
+  // are never promoted to the old generation, whose collections are the expensive ones. With it, the
+  // window is trimmed in batches (older samples are harmless to the rule) instead of spliced per tick.
   private remember(sample: Sample): void {
-    this.samples.push(sample);
-    const keep = Math.max(this.spec.job.thrash_window, 4 * this.spec.job.sample_interval) + 2 * this.spec.job.sample_interval;
-    let drop = 0;
-    while (drop < this.samples.length - 2 && this.samples[drop + 1]!.at < sample.at - keep) drop++;
-    if (this.samples.length - drop > 10_000) drop = this.samples.length - 10_000;
-    if (drop > 0) this.samples.splice(0, drop);
+    const samples = this.samples;
+    const job = this.spec.job;
+    if (!(job.limits.majflt_rate !== undefined && job.limits.majflt_rate > 0 && job.thrash_window > 0)) {
+      if (samples.length < 2) {
+        samples.push(sample);
+      } else {
+        samples[0] = samples[samples.length - 1]!;
+        samples[1] = sample;
+        if (samples.length > 2) samples.splice(2);
+      }
+      return;
+    }
+    samples.push(sample);
+    const keep = Math.max(job.thrash_window, 4 * job.sample_interval) + 2 * job.sample_interval;
+    const cutoff = sample.at - keep;
+    if (samples.length > SAMPLE_TRIM_BATCH + 2 && samples[SAMPLE_TRIM_BATCH]!.at < cutoff) {
+      let drop = SAMPLE_TRIM_BATCH;
+      while (drop < samples.length - 2 && samples[drop + 1]!.at < cutoff) drop++;
+      samples.splice(0, drop);
+    }
+    if (samples.length > MAX_KEPT_SAMPLES) samples.splice(0, samples.length - MAX_KEPT_SAMPLES);
   }
 
   /** The public stop: an operator (or daemon shutdown) asks the run to end. */
