@@ -6,6 +6,7 @@
 //
 //   npm run build && node dist/bench/soak.js --minutes 30     (results: bench/results/soak.md + .json)
 //   npm run build && node dist/bench/soak.js --quick          (CI: 1 minute, results in bench/work/)
+//   ... --quick --with-escaper   adds a job whose setsid grandchild outlives it unseen (shows the orphan check fail)
 import Database from 'better-sqlite3';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -38,20 +39,24 @@ interface Options {
   quick: boolean;
   /** Keep going past `minutes` until this many runs ended (full mode: 1000). */
   minRuns: number;
+  /** Add a job whose setsid grandchild is left behind before the first sample (a known escape route). */
+  withEscaper: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { minutes: 30, quick: false, minRuns: 1000 };
+  const options: Options = { minutes: 30, quick: false, minRuns: 1000, withEscaper: false };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     if (arg === '--quick') {
       options.quick = true;
+    } else if (arg === '--with-escaper') {
+      options.withEscaper = true;
     } else if (arg === '--minutes') {
       const value = Number(argv[++i]);
       if (!Number.isFinite(value) || value <= 0) throw new Error(`--minutes needs a positive number, got '${argv[i] ?? ''}'`);
       options.minutes = value;
     } else {
-      throw new Error(`unknown argument '${arg}'; usage: soak.js [--minutes N | --quick]`);
+      throw new Error(`unknown argument '${arg}'; usage: soak.js [--minutes N | --quick] [--with-escaper]`);
     }
   }
   if (options.quick) {
@@ -73,7 +78,7 @@ interface SoakJob {
   manual?: boolean;
 }
 
-function soakJobs(): SoakJob[] {
+function soakJobs(withEscaper: boolean): SoakJob[] {
   const bash = (...args: string[]) => ['bash', jobScript, ...args];
   const leaker = (rate: string) => [process.execPath, leakerScript, rate];
   return [
@@ -88,6 +93,8 @@ function soakJobs(): SoakJob[] {
     { name: 'hang', command: bash('hang'), expected: 'killed/stalled', extra: { stall_timeout: '1s' } },
     { name: 'family', command: bash('family', '600'), expected: 'succeeded' },
     { name: 'manual-ok', command: bash('ok', '100'), expected: 'succeeded', manual: true },
+    // Leaves a setsid'd grandchild and exits within milliseconds, before the sampler has seen the grandchild.
+    ...(withEscaper ? [{ name: 'escaper', command: ['bash', '-c', 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo "[HEARTBEAT] 1/1"'], expected: 'succeeded' }] : []),
   ];
 }
 
@@ -410,7 +417,7 @@ async function main(): Promise<number> {
   const configFile = path.join(dir, 'duckvisor.yaml');
   const stateDir = path.join(dir, 'state');
   const socket = path.join(dir, 'run', 'duckvisor.sock');
-  const jobs = soakJobs();
+  const jobs = soakJobs(options.withEscaper);
   const port = await freePort();
   writeFileSync(configFile, configYaml(jobs, port, false));
   const git = await gitState();
@@ -531,7 +538,9 @@ async function main(): Promise<number> {
   const warm = load.find((p) => p.t >= warmAt) ?? load[0]!;
   const lastLoad = load.at(-1)!;
   const afterWarm = load.filter((p) => p.t >= warm.t);
-  const rssSlopeMiBPerHour = (slope(afterWarm.map((p) => p.t), afterWarm.map((p) => p.rssKiB / 1024)) * 3600);
+  const rssSlopeMiBPerHour = slope(afterWarm.map((p) => p.t), afterWarm.map((p) => p.rssKiB / 1024)) * 3600;
+  const secondHalf = load.filter((p) => p.t >= loadSeconds / 2);
+  const rssSecondHalfSlope = slope(secondHalf.map((p) => p.t), secondHalf.map((p) => p.rssKiB / 1024)) * 3600;
   const tail = afterWarm.slice(-Math.max(3, Math.floor(afterWarm.length / 10)));
   const head = afterWarm.slice(0, Math.max(3, Math.floor(afterWarm.length / 10)));
   const rssHeadMedian = median(head.map((p) => p.rssKiB));
@@ -590,6 +599,7 @@ async function main(): Promise<number> {
       medianAtEndMiB: rssTailMedian / 1024,
       growthFraction: rssGrowth,
       slopeMiBPerHour: rssSlopeMiBPerHour,
+      secondHalfSlopeMiBPerHour: rssSecondHalfSlope,
       flat: rssFlat,
     },
     fds: { idleStart: idleStart.fds, warm: warm.fds, endLoad: lastLoad.fds, idleEnd: idleEnd.fds, max: maxOf((p) => p.fds), growth: fdGrowth },
@@ -623,7 +633,14 @@ async function main(): Promise<number> {
 
   const mib = (value: number) => `${value.toFixed(1)} MiB`;
   const slopeSpan = lastLoad.t - warm.t;
-  const slopeText = slopeSpan >= 600 ? `; least-squares slope after warm-up ${rssSlopeMiBPerHour >= 0 ? '+' : ''}${rssSlopeMiBPerHour.toFixed(1)} MiB/hour` : '';
+  const signed = (value: number) => `${value >= 0 ? '+' : ''}${value.toFixed(1)}`;
+  const slopeText = slopeSpan >= 600 ? `; least-squares slope after warm-up ${signed(rssSlopeMiBPerHour)} MiB/hour, over the second half ${signed(rssSecondHalfSlope)} MiB/hour` : '';
+  const windowSeconds = Math.max(60, Math.ceil(loadSeconds / 6 / 60) * 60);
+  const windows: string[] = [];
+  for (let from = warm.t; from < lastLoad.t; from += windowSeconds) {
+    const inside = load.filter((p) => p.t >= from && p.t < from + windowSeconds).map((p) => p.rssKiB / 1024);
+    if (inside.length > 0) windows.push(`| ${Math.round(from / 60)}–${Math.round((from + windowSeconds) / 60)} min | ${mib(Math.min(...inside))} | ${mib(median(inside))} | ${mib(Math.max(...inside))} |`);
+  }
   const loadPoints = load.map((p) => p.rssKiB / 1024);
   const secondsPerChar = Math.max(1, Math.ceil(load.length / 90)) * (SAMPLE_EVERY_MS / 1000);
   const jobRows = jobs.map((job) => {
@@ -635,7 +652,7 @@ async function main(): Promise<number> {
   const markdown = `# Soak: the daemon under ${Math.round(loadSeconds / 60)} minute(s) of short runs
 
 A real \`duckvisord\` (the built \`bin/duckvisord.js\`, its own process) supervised ${jobs.length} command jobs at
-concurrency ${CONCURRENCY} for ${Math.round(loadSeconds)} s: ten restarted by their cron \`schedule\` every second ("skip if
+concurrency ${CONCURRENCY} for ${Math.round(loadSeconds)} s: ${jobs.filter((job) => !job.manual).length} restarted by their cron \`schedule\` every second ("skip if
 still running"), one (\`manual-ok\`) started by \`duckvisorctl start\` every ${MANUAL_START_EVERY_MS / 1000} s; a \`killed\` alert hook
 (a command) ran on every kill, and \`/metrics\` was scraped at each sample. Every ${SAMPLE_EVERY_MS / 1000} s the harness read the daemon's
 RSS (\`/proc/<pid>/status\` VmRSS), open fds (\`/proc/<pid>/fd\`), zombie children (state Z, ppid = daemon,
@@ -660,6 +677,10 @@ Daemon RSS over the load (${mib(Math.min(...loadPoints))} … ${mib(Math.max(...
 \`\`\`
 ${sparkline(loadPoints, 90)}
 \`\`\`
+
+| daemon RSS during the load | min | median | max |
+| --- | --- | --- | --- |
+${windows.join('\n')}
 
 ${runs.length} runs (${summary.runsPerMinute}/minute); daemon CPU ${cpuPercent.toFixed(0)}% of one core on average; VmHWM ${mib(summary.rss.hwmMiB)};
 \`duckvisorctl start\`: ${manual.accepted} accepted, ${manual.refused} refused as already live/queued; \`family\` runs whose
