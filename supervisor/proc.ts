@@ -542,6 +542,34 @@ function closeQuietly(fd: number): void {
   }
 }
 
+let loadavgFd = -1;
+const loadavgBuffer = Buffer.allocUnsafe(256);
+
+// Every new process and thread takes a pid, and the kernel reports the last pid it handed out as the
+// last field of /proc/loadavg ("0.00 0.01 0.05 1/123 4567"), counted in the pid namespace of the reader,
+// which holds every descendant of ours. While that number stands still, no process was born anywhere.
+/** The last pid allocated on the host (from /proc/loadavg); NaN when it cannot be read. */
+export function readPidCursor(): number {
+  if (loadavgFd < 0) loadavgFd = openOrNegative('/proc/loadavg');
+  if (loadavgFd < 0) return Number.NaN;
+  let n: number;
+  try {
+    n = readSync(loadavgFd, loadavgBuffer, 0, loadavgBuffer.length, 0);
+  } catch {
+    closeQuietly(loadavgFd);
+    loadavgFd = -1;
+    return Number.NaN;
+  }
+  let end = n;
+  while (end > 0 && (loadavgBuffer[end - 1]! < CHAR_ZERO || loadavgBuffer[end - 1]! > CHAR_NINE)) end--;
+  let start = end;
+  while (start > 0 && loadavgBuffer[start - 1]! >= CHAR_ZERO && loadavgBuffer[start - 1]! <= CHAR_NINE) start--;
+  if (start === end || start === 0 || loadavgBuffer[start - 1] !== CHAR_SPACE) return Number.NaN;
+  let value = 0;
+  for (let i = start; i < end; i++) value = value * 10 + (loadavgBuffer[i]! - CHAR_ZERO);
+  return value;
+}
+
 /** How often the task list of a multi-threaded process is re-read for its children files, ms. */
 export const TASK_LIST_MAX_AGE_MS = 2000;
 
@@ -557,6 +585,9 @@ export class ProcHandle {
   private readonly taskFds: number[] = [];
   private tasksListedAt = Number.NEGATIVE_INFINITY;
   private tasksListedFor = 0;
+  /** readPidCursor() taken right before the children files were last read in full, and when. */
+  private childrenReadAtCursor = Number.NaN;
+  private childrenReadAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     readonly pid: number,
@@ -619,8 +650,17 @@ export class ProcHandle {
     return children;
   }
 
-  /** Appends the direct children's pids to `into` (no intermediate strings or arrays on the common path). */
-  childrenInto(threads: number, now: number, into: PidBuffer): void {
+  /**
+   * Appends the direct children's pids to `into` (no intermediate strings or arrays on the common path).
+   * `pidCursor` is readPidCursor() taken before this call: when it equals the one taken before the last
+   * full read, no process (and no thread) was born since, so no child can be new and the files are not
+   * read (the children already found are recorded by the caller). A full read still happens at least
+   * every TASK_LIST_MAX_AGE_MS, for pids placed without moving the cursor (clone3 set_tid, as by CRIU).
+   */
+  childrenInto(threads: number, now: number, into: PidBuffer, pidCursor = Number.NaN): void {
+    if (pidCursor === this.childrenReadAtCursor && now - this.childrenReadAt <= TASK_LIST_MAX_AGE_MS && now >= this.childrenReadAt) return;
+    this.childrenReadAtCursor = pidCursor;
+    this.childrenReadAt = now;
     if (threads !== this.tasksListedFor || now - this.tasksListedAt > TASK_LIST_MAX_AGE_MS || now < this.tasksListedAt) this.listTasks(threads, now);
     for (let i = 0; i < this.taskFds.length; i++) {
       let n = -1;

@@ -19,6 +19,7 @@ import {
   procStatFromFields,
   readChildren,
   readMemory,
+  readPidCursor,
   readStat,
   readStatFields,
   StatFields,
@@ -136,6 +137,8 @@ export class ProcessTree {
   private walk(groupScanMaxAgeMs: number | undefined, now: number): number {
     const walk = ++this.walks;
     const swapInUse = hostSwapInUse(200, now);
+    // Read before any children file: a process born after this moment moves the cursor and is looked for next tick.
+    const pidCursor = readPidCursor();
     const queue = this.queue;
     const live = this.live;
     this.queueSize = 0;
@@ -200,7 +203,7 @@ export class ProcessTree {
       this.liveCount++;
       const children = this.childPids;
       children.clear();
-      if (proc.handle) proc.handle.childrenInto(fields.threads, now, children);
+      if (proc.handle) proc.handle.childrenInto(fields.threads, now, children, pidCursor);
       else for (const child of readChildren(pid, fields.threads)) children.add(child);
       for (let i = 0; i < children.size; i++) {
         const child = children.at(i);
