@@ -102,6 +102,8 @@ tmuxTest('top quits cleanly on Ctrl-C', async (t) => {
   await waitFor(async () => /walker/.test(await session.capture()), 20_000, 'top to draw');
   await session.call('send-keys', '-t', 'top', 'C-c');
   await waitFor(async () => (await session.format('#{pane_dead}')) === '1', 10_000, 'top to exit on Ctrl-C');
+  // tmux fills pane_dead_status a moment after pane_dead under load; wait for it, then require exit 0.
+  await waitFor(async () => (await session.format('#{pane_dead_status}#{pane_dead_signal}')) !== '', 5_000, 'tmux to record how top ended');
   t.is(await session.format('#{pane_dead_status}'), '0');
   t.is(await session.format('#{alternate_on}'), '0');
 });
