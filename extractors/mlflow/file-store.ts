@@ -7,16 +7,14 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
 import { parseRunFilter } from './filter.js';
-import { isDirectory, localPathOf, sortedEntries as entries, walkArtifactDir, walkFiles } from './local-files.js';
+import { isDirectory, LocalArtifacts, localPathOf, sortedEntries as entries, walkFiles } from './local-files.js';
 import { metaInteger, metaString, readMetaYaml, type Meta } from './meta-yaml.js';
 import { parseMetricLine } from './metric-line.js';
 import {
   isLaterMetric,
   MlflowDataError,
   RUN_STATUS_BY_NUMBER,
-  type ArtifactFile,
   type DatasetInput,
   type Experiment,
   type KeyValue,
@@ -94,14 +92,16 @@ interface ExperimentDir {
 }
 
 // Why: the file store reader of the MlflowReader interface.
-export class FileStoreReader implements MlflowReader {
+export class FileStoreReader extends LocalArtifacts implements MlflowReader {
   readonly kind = 'file' as const;
   private readonly runDirs = new Map<string, string>();
 
   constructor(
     readonly location: string,
     private readonly options: ReaderOptions = {},
-  ) {}
+  ) {
+    super();
+  }
 
   /** Checks that `root` looks like a file store, with an error that says what to do otherwise. */
   static async open(root: string, options: ReaderOptions = {}): Promise<FileStoreReader> {
@@ -314,7 +314,7 @@ export class FileStoreReader implements MlflowReader {
   }
 
   /** The run's artifact folder: the recorded URI when it exists, else <run dir>/artifacts (a moved store). */
-  private async artifactRoot(run: RunInfo): Promise<string | undefined> {
+  protected async artifactRoot(run: RunInfo): Promise<string | undefined> {
     const recorded = run.artifactUri === null ? undefined : localPathOf(run.artifactUri);
     if (recorded !== undefined && (await isDirectory(recorded))) return recorded;
     const relocated = path.join(await this.runDir(run), 'artifacts');
@@ -323,22 +323,6 @@ export class FileStoreReader implements MlflowReader {
       throw new MlflowDataError(run.runId, run.artifactUri, 'artifacts live in a remote store the file reader cannot reach; read this store through its tracking server (source: http://…)');
     }
     return undefined;
-  }
-
-  async *artifacts(run: RunInfo): AsyncGenerator<ArtifactFile> {
-    const root = await this.artifactRoot(run);
-    if (root !== undefined) yield* walkArtifactDir(root, run.runId);
-  }
-
-  async localArtifactPath(run: RunInfo, artifactPath: string): Promise<string | undefined> {
-    const root = await this.artifactRoot(run);
-    return root === undefined ? undefined : path.join(root, ...artifactPath.split('/'));
-  }
-
-  async openArtifact(run: RunInfo, artifactPath: string): Promise<Readable> {
-    const file = await this.localArtifactPath(run, artifactPath);
-    if (file === undefined) throw new MlflowDataError(run.runId, artifactPath, 'artifact not found');
-    return createReadStream(file);
   }
 
   async close(): Promise<void> {

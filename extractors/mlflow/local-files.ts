@@ -1,10 +1,11 @@
 // Local-file helpers shared by the file-store and SQL readers: sorted directory listings, recursive
 // walks that follow symlinks (a broken one is an error naming it), and `file:` URI → path.
-import type { Dirent } from 'node:fs';
+import { createReadStream, type Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { MlflowDataError, type ArtifactFile } from './types.js';
+import { MlflowDataError, type ArtifactFile, type RunInfo } from './types.js';
 
 /** Directory entries sorted by name; a missing directory is empty. */
 export async function sortedEntries(dir: string): Promise<Dirent[]> {
@@ -74,4 +75,29 @@ export function localPathOf(uri: string): string | undefined {
   if (path.isAbsolute(uri)) return uri;
   if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(uri)) return undefined;
   return uri;
+}
+
+/**
+ * Why: the file-store and SQL readers differ only in where a run's artifact directory is; listing,
+ * resolving and opening artifacts below it is the same code for both.
+ */
+export abstract class LocalArtifacts {
+  /** The run's artifact directory on this machine, or undefined when it has none. */
+  protected abstract artifactRoot(run: RunInfo): Promise<string | undefined>;
+
+  async *artifacts(run: RunInfo): AsyncGenerator<ArtifactFile> {
+    const root = await this.artifactRoot(run);
+    if (root !== undefined) yield* walkArtifactDir(root, run.runId);
+  }
+
+  async localArtifactPath(run: RunInfo, artifactPath: string): Promise<string | undefined> {
+    const root = await this.artifactRoot(run);
+    return root === undefined ? undefined : path.join(root, ...artifactPath.split('/'));
+  }
+
+  async openArtifact(run: RunInfo, artifactPath: string): Promise<Readable> {
+    const file = await this.localArtifactPath(run, artifactPath);
+    if (file === undefined) throw new MlflowDataError(run.runId, artifactPath, 'artifact not found');
+    return createReadStream(file);
+  }
 }

@@ -3,17 +3,15 @@
 // read too (no latest_metrics → computed from metrics; no is_nan/step → defaults). Integers come back
 // as BigInt (safeIntegers) and experiment ids are read as TEXT: 18-digit ids exceed 2^53. Every list
 // is read in keyset-paged slices, so memory does not grow with the store.
-import { createReadStream, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { parseRunFilter } from './filter.js';
 import {
   decodeStoredDouble,
   isLaterMetric,
   MlflowDataError,
-  type ArtifactFile,
   type DatasetInput,
   type Experiment,
   type KeyValue,
@@ -24,7 +22,7 @@ import {
   type RunListing,
   type RunQuery,
 } from './types.js';
-import { isDirectory as isDir, localPathOf, walkArtifactDir } from './local-files.js';
+import { isDirectory as isDir, LocalArtifacts, localPathOf } from './local-files.js';
 
 const PAGE = 1000;
 const HISTORY_PAGE = 10_000;
@@ -65,7 +63,7 @@ function explain(error: unknown, file: string): string {
 }
 
 // Why: the SQL store reader of the MlflowReader interface.
-export class SqlStoreReader implements MlflowReader {
+export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
   readonly kind = 'sql' as const;
   private readonly columns = new Map<string, Set<string>>();
 
@@ -73,7 +71,9 @@ export class SqlStoreReader implements MlflowReader {
     readonly location: string,
     private readonly db: Database.Database,
     private readonly options: SqlReaderOptions,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Opens `file` read-only; a missing, locked, truncated or non-MLflow database is a clear error. */
   static open(file: string, options: SqlReaderOptions = {}): SqlStoreReader {
@@ -299,7 +299,7 @@ export class SqlStoreReader implements MlflowReader {
    * (a copied store), the `<experiment id>/<run id>/artifacts` tail is looked up under `artifactRoot`,
    * then <dir of mlflow.db>/mlruns, <dir>/mlartifacts and <dir> itself.
    */
-  private async artifactRoot(run: RunInfo): Promise<string | undefined> {
+  protected async artifactRoot(run: RunInfo): Promise<string | undefined> {
     const uri = run.artifactUri;
     if (uri === null) return undefined;
     const recorded = localPathOf(uri);
@@ -322,22 +322,6 @@ export class SqlStoreReader implements MlflowReader {
       if (await isDir(candidate)) return candidate;
     }
     return undefined;
-  }
-
-  async *artifacts(run: RunInfo): AsyncGenerator<ArtifactFile> {
-    const root = await this.artifactRoot(run);
-    if (root !== undefined) yield* walkArtifactDir(root, run.runId);
-  }
-
-  async localArtifactPath(run: RunInfo, artifactPath: string): Promise<string | undefined> {
-    const root = await this.artifactRoot(run);
-    return root === undefined ? undefined : path.join(root, ...artifactPath.split('/'));
-  }
-
-  async openArtifact(run: RunInfo, artifactPath: string): Promise<Readable> {
-    const file = await this.localArtifactPath(run, artifactPath);
-    if (file === undefined) throw new MlflowDataError(run.runId, artifactPath, 'artifact not found');
-    return createReadStream(file);
   }
 
   async close(): Promise<void> {
