@@ -2,57 +2,12 @@
 // madvise(MADV_PAGEOUT), and the tree's VmSwap crosses limits.swap. Needs root and a filesystem that
 // can hold a swap file; elsewhere the test is skipped with the reason.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { startRun } from '../supervisor/run.js';
+import { enableSwapFile } from './helpers/swap-file.js';
 import { fixture, killIfRunning, makeJob, makeSpec, recordingObserver, tempDir } from './helpers/job.js';
 
 const MiB = 1024 * 1024;
-const TMPFS_MAGIC = 0x01021994;
-
-function swapDirectory(): string {
-  // Swap files cannot live on tmpfs; /var/tmp is disk-backed where /tmp is not.
-  for (const base of [os.tmpdir(), '/var/tmp', process.cwd()]) {
-    try {
-      if (statfsSync(base).type !== TMPFS_MAGIC) return base;
-    } catch {
-      // try the next one
-    }
-  }
-  return process.cwd();
-}
-
-function enableSwap(): { file: string; off: () => void } | { skip: string } {
-  if (process.getuid?.() !== 0) return { skip: 'needs root to create and enable a swap file (runs in CI as root)' };
-  const dir = mkdtempSync(path.join(swapDirectory(), 'dv-swap-'));
-  const file = path.join(dir, 'swapfile');
-  const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: 'pipe' });
-  try {
-    run('fallocate', ['-l', '1G', file]);
-    run('chmod', ['600', file]);
-    run('mkswap', [file]);
-    run('swapon', [file]);
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    return { skip: `could not enable a swap file in ${dir}: ${stderr || (error as Error).message}` };
-  }
-  return {
-    file,
-    off: () => {
-      if (!existsSync(file)) return;
-      try {
-        run('swapoff', [file]);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  };
-}
-
-const swap = enableSwap();
+const swap = enableSwapFile('1G');
 
 if ('skip' in swap) {
   console.log(`run-swap: skipped: ${swap.skip}`);

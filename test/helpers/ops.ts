@@ -1,12 +1,10 @@
 // Helpers for end-to-end operations tests and benches against the real `duckvisord` binary: a daemon
 // started with a chosen environment (NOTIFY_SOCKET, WATCHDOG_USEC), a systemd notification listener,
 // a local webhook receiver, a swap file, a free TCP port, and a teardown that kills whole process groups.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { daemonBin, fixture, waitFor, type DaemonProcess } from './duckvisord.js';
 
 /** Starts duckvisord with exactly `env` (the caller decides which systemd variables it sees). */
@@ -157,44 +155,4 @@ export function readJsonLines<T = any>(file: string): T[] {
   return out;
 }
 
-const TMPFS_MAGIC = 0x01021994;
-
-/** A swap file switched on for the test, or the reason it cannot be (not root, tmpfs only, swapon refused). */
-export function enableSwapFile(size = '512M'): { file: string; off: () => void } | { skip: string } {
-  if (process.getuid?.() !== 0) return { skip: 'needs root to create and enable a swap file (runs in CI as root)' };
-  let base = process.cwd();
-  for (const candidate of [os.tmpdir(), '/var/tmp', process.cwd()]) {
-    try {
-      if (statfsSync(candidate).type !== TMPFS_MAGIC) {
-        base = candidate;
-        break;
-      }
-    } catch {
-      // next
-    }
-  }
-  const dir = mkdtempSync(path.join(base, 'dv-swap-'));
-  const file = path.join(dir, 'swapfile');
-  const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: 'pipe' });
-  try {
-    run('fallocate', ['-l', size, file]);
-    run('chmod', ['600', file]);
-    run('mkswap', [file]);
-    run('swapon', [file]);
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    return { skip: `could not enable a swap file in ${dir}: ${stderr || (error as Error).message}` };
-  }
-  return {
-    file,
-    off: () => {
-      if (!existsSync(file)) return;
-      try {
-        run('swapoff', [file]);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  };
-}
+export { enableSwapFile } from './swap-file.js';
