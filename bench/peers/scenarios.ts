@@ -192,57 +192,70 @@ const swapThrash: Scenario = {
 };
 
 const stallTimeout = 3000;
+const heartbeatTimeout = 3000;
 
-const hang: Scenario = {
+/** What differs between the two liveness scenarios (hang, blocked loop); the trial itself is shared. */
+interface LivenessCase {
+  id: string;
+  title: string;
+  expressible: Scenario['expressible'];
+  goal: string;
+  timeoutMs: number;
+  workload: (logFile: string) => Workload;
+  /** The state-log event the workload writes when it stops being live. */
+  markerEvent: string;
+  /** The moment detection is measured from, given the victim's state-log entries. */
+  measuredFrom: (entries: StateEntry[]) => StateEntry | undefined;
+}
+
+/** A scenario where the workload stays alive but stops being live; caught = killed within the window. */
+function livenessScenario(liveness: LivenessCase): Scenario {
+  return {
+    id: liveness.id,
+    title: liveness.title,
+    expressible: liveness.expressible,
+    goal: liveness.goal,
+    goalMet: (results) => allCaughtWithin(results, liveness.timeoutMs + 1000),
+    async trial(driver, options) {
+      const run = await runUntilDeath(
+        driver,
+        options,
+        liveness.id,
+        liveness.workload,
+        async (logFile) => {
+          const marker = await waitForEntry(logFile, (entry) => entry.event === liveness.markerEvent, 15_000);
+          return { ...marker, victimPid: marker.pid };
+        },
+        liveness.timeoutMs,
+      );
+      const from = liveness.measuredFrom(readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid));
+      const caught = run.diedAt !== undefined;
+      return { caught, latencyMs: caught && from ? run.diedAt! - from.t : undefined, windowMs: run.windowMs };
+    },
+  };
+}
+
+const hang = livenessScenario({
   id: 'hang',
   title: `4. Hang: progress lines stop, the process stays alive (stall_timeout ${stallTimeout / 1000} s)`,
   expressible: { duckvisor: true, pm2: 'no progress or stall detection', 'supervisord+memmon': 'no progress or stall detection' },
   goal: `caught within stall_timeout + 1 s (${(stallTimeout + 1000) / 1000} s after the last progress)`,
-  goalMet: (results) => allCaughtWithin(results, stallTimeout + 1000),
-  async trial(driver, options) {
-    const run = await runUntilDeath(
-      driver,
-      options,
-      this.id,
-      (logFile) => ({ name: 'hang', argv: node('hang.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, stallTimeout, heartbeat: 'stdout' }),
-      async (logFile) => {
-        const hung = await waitForEntry(logFile, (entry) => entry.event === 'hang', 15_000);
-        return { ...hung, victimPid: hung.pid };
-      },
-      stallTimeout,
-    );
-    const entries = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid);
-    const lastProgress = [...entries].reverse().find((entry) => entry.event === 'progress') ?? entries.find((entry) => entry.event === 'hang');
-    const caught = run.diedAt !== undefined;
-    return { caught, latencyMs: caught && lastProgress ? run.diedAt! - lastProgress.t : undefined, windowMs: run.windowMs };
-  },
-};
+  timeoutMs: stallTimeout,
+  workload: (logFile) => ({ name: 'hang', argv: node('hang.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, stallTimeout, heartbeat: 'stdout' }),
+  markerEvent: 'hang',
+  measuredFrom: (entries) => [...entries].reverse().find((entry) => entry.event === 'progress') ?? entries.find((entry) => entry.event === 'hang'),
+});
 
-const heartbeatTimeout = 3000;
-
-const blockedLoop: Scenario = {
+const blockedLoop = livenessScenario({
   id: 'blocked-loop',
   title: `5. Silent death of IPC: the event loop blocks (heartbeat_timeout ${heartbeatTimeout / 1000} s)`,
   expressible: { duckvisor: true, pm2: 'no liveness heartbeat', 'supervisord+memmon': 'no liveness heartbeat' },
   goal: `caught within heartbeat_timeout + 1 s (${(heartbeatTimeout + 1000) / 1000} s after the loop blocks)`,
-  goalMet: (results) => allCaughtWithin(results, heartbeatTimeout + 1000),
-  async trial(driver, options) {
-    const run = await runUntilDeath(
-      driver,
-      options,
-      this.id,
-      (logFile) => ({ name: 'blocked', argv: node('blocked-loop.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, heartbeatTimeout, heartbeat: 'ipc' }),
-      async (logFile) => {
-        const blocked = await waitForEntry(logFile, (entry) => entry.event === 'blocked', 15_000);
-        return { ...blocked, victimPid: blocked.pid };
-      },
-      heartbeatTimeout,
-    );
-    const blocked = readStateLog(run.logFile).find((entry) => entry.event === 'blocked');
-    const caught = run.diedAt !== undefined;
-    return { caught, latencyMs: caught && blocked ? run.diedAt! - blocked.t : undefined, windowMs: run.windowMs };
-  },
-};
+  timeoutMs: heartbeatTimeout,
+  workload: (logFile) => ({ name: 'blocked', argv: node('blocked-loop.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, heartbeatTimeout, heartbeat: 'ipc' }),
+  markerEvent: 'blocked',
+  measuredFrom: (entries) => entries.find((entry) => entry.event === 'blocked'),
+});
 
 const stubbornTree: Scenario = {
   id: 'stubborn-tree',
