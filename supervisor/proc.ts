@@ -723,3 +723,101 @@ export class ProcHandle {
     this.taskIds.length = 0;
   }
 }
+
+/** A process named by pid and start time, which together never match a recycled pid. */
+export interface ProcessIdentity {
+  pid: number;
+  startTime: string;
+}
+
+/** The variable every process of a run inherits (extractors/sdk/protocol.ts childEnv.runId). */
+export const RUN_ID_VARIABLE = 'DUCKVISOR_RUN_ID';
+
+// Alert hooks receive the run id of the event they report (supervisor/alerts.ts) but are the daemon's
+// helpers, not part of the run: a sweep at run end must leave a hook that is still delivering alone.
+/** Set only in the environment of alert hooks; a process carrying it is never swept with a run. */
+export const ALERT_EVENT_VARIABLE = 'DUCKVISOR_EVENT';
+
+const alertMarker = Buffer.from(`${ALERT_EVENT_VARIABLE}=`, 'latin1');
+
+/** Whether `entry` starts one of the NUL-separated variables of `environ`. */
+function hasVariable(environ: Buffer, entry: Buffer): boolean {
+  let at = environ.indexOf(entry);
+  while (at >= 0) {
+    if (at === 0 || environ[at - 1] === 0) return true;
+    at = environ.indexOf(entry, at + 1);
+  }
+  return false;
+}
+
+/** The bytes `DUCKVISOR_RUN_ID=<runId>\0`, as they appear in /proc/<pid>/environ. */
+function runIdEntry(runId: string): Buffer {
+  return Buffer.from(`${RUN_ID_VARIABLE}=${runId}\0`, 'latin1');
+}
+
+/** Whether the bytes of a /proc/<pid>/environ carry `DUCKVISOR_RUN_ID=<runId>` exactly (and are not an alert hook's). */
+export function environCarriesRunId(environ: Buffer, length: number, runId: string | Buffer): boolean {
+  const entry = typeof runId === 'string' ? runIdEntry(runId) : runId;
+  const view = length === environ.length ? environ : environ.subarray(0, length);
+  return hasVariable(view, entry) && !hasVariable(view, alertMarker);
+}
+
+/** Reads /proc/<pid>/environ as bytes (shared buffer, or a fresh one when over 64 KiB); null when unreadable. */
+function readEnviron(pid: number): { bytes: Buffer; length: number } | null {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/environ`, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, readBuffer, total, readBuffer.length - total, null);
+      if (n === 0) return { bytes: readBuffer, length: total };
+      total += n;
+      if (total === readBuffer.length) {
+        const bytes = readFileSync(`/proc/${pid}/environ`);
+        return { bytes, length: bytes.length };
+      }
+    }
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** True when the live process's environment carries `DUCKVISOR_RUN_ID=<runId>` (inherited by every descendant). */
+export function carriesRunId(pid: number, runId: string | Buffer): boolean {
+  const environ = readEnviron(pid);
+  return environ !== null && environCarriesRunId(environ.bytes, environ.length, runId);
+}
+
+const sweepFields = new StatFields();
+
+// A grandchild that calls setsid (or double-forks) before the sampler's first walk is in no recorded
+// parent chain and no process group of ours, but it still carries the run id in its environment (which
+// /proc/<pid>/environ shows as it was at exec, whatever the process did to its own copy since). This is
+// a full /proc scan, so it runs at the end of a run, never per sample; reading environ only for
+// processes born no earlier than the run's leader keeps it to a handful of reads on a busy host.
+/**
+ * Live (non-zombie) processes whose environment carries `DUCKVISOR_RUN_ID=<runId>`, other than this
+ * process and alert hooks. With `bornAtOrAfter` (a start time in ticks, as text), older processes are
+ * skipped: no process of a run can have started before the run's leader.
+ */
+export function findRunProcesses(runId: string, bornAtOrAfter?: string | null): ProcessIdentity[] {
+  if (runId.length === 0) return [];
+  const earliest = bornAtOrAfter === undefined || bornAtOrAfter === null ? -1 : Number(bornAtOrAfter);
+  const entry = runIdEntry(runId);
+  const found: ProcessIdentity[] = [];
+  for (const pid of listPids()) {
+    if (pid === process.pid) continue;
+    if (!readStatFields(pid, sweepFields) || isDeadState(sweepFields.state)) continue;
+    if (Number.isFinite(earliest) && sweepFields.startTicks < earliest) continue;
+    const startTicks = sweepFields.startTicks;
+    if (!carriesRunId(pid, entry)) continue;
+    found.push({ pid, startTime: String(startTicks) });
+  }
+  return found;
+}

@@ -1,8 +1,7 @@
 // What a restarted daemon does about process groups a crashed daemon left behind. This is the only
 // place the daemon itself reads /proc or sends signals; live runs are the process layer's (run.ts).
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, listPids, processStartTime as procStartTime, readStat, type ProcStat } from './proc.js';
+import { findRunProcesses, isAlive, listPids, processStartTime as procStartTime, readStat, type ProcStat } from './proc.js';
 
 /** The start time (field 22 of /proc/<pid>/stat) of a live process, or undefined. */
 export function processStartTime(pid: number): string | undefined {
@@ -23,16 +22,6 @@ function allProcesses(): ProcStat[] {
   return list;
 }
 
-/** True when the process's environment carries `DUCKVISOR_RUN_ID=<runId>` (inherited by every descendant). */
-function carriesRunId(pid: number, runId: string): boolean {
-  try {
-    const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
-    return environ.includes(`\0DUCKVISOR_RUN_ID=${runId}\0`) || environ.startsWith(`DUCKVISOR_RUN_ID=${runId}\0`);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Every live process that belongs to a run whose leader was `pid` (started at `startTime`): the leader,
  * its process group, processes whose environment carries the run's DUCKVISOR_RUN_ID (which finds a
@@ -44,10 +33,12 @@ export function runProcesses(pid: number, startTime: string, runId?: string): nu
   const all = allProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X' && p.pid !== process.pid);
   const leaderStart = safeBigInt(startTime);
   const members = new Set<number>();
+  // The same environ sweep a live run ends with (proc.ts); no process of the run predates its leader.
+  const carryingRunId = new Set(runId === undefined ? [] : findRunProcesses(runId, leaderStart >= 0n ? startTime : null).map((p) => p.pid));
   for (const p of all) {
     if (p.pid === pid && p.startTime === startTime) members.add(p.pid);
     else if (p.pgrp === pid && leaderStart >= 0n && safeBigInt(p.startTime) >= leaderStart) members.add(p.pid);
-    else if (runId !== undefined && carriesRunId(p.pid, runId)) members.add(p.pid);
+    else if (carryingRunId.has(p.pid)) members.add(p.pid);
   }
   let grew = true;
   while (grew) {

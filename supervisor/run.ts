@@ -5,13 +5,13 @@ import type { ChildMessage, ReadyMessage } from '../extractors/sdk/protocol.js';
 import { captureDiagnostics } from './diagnostics.js';
 import { HeartbeatClock } from './heartbeat.js';
 import { evaluatePolicy } from './policy.js';
-import { processLiveness } from './proc.js';
+import { RUN_ID_VARIABLE, processLiveness } from './proc.js';
 import { ProcessTree, Sampler, samplingClock, samplingDelay, type SamplingSlot, type SamplingTarget } from './sample.js';
-import { spawnChild, type ChildExit, type SpawnedChild } from './spawn.js';
-import { liveTreePids, stopProcessTree, type StopMode, type StopResult } from './stop.js';
+import { LogTail, spawnChild, type ChildExit, type SpawnedChild } from './spawn.js';
+import { liveTreePids, stopProcessTree, sweepRunProcesses, type StopMode, type StopResult } from './stop.js';
 import type { HeartbeatMode, KillReason, Progress, RunHandle, RunObserver, RunOutcome, RunSpec, Sample } from './types.js';
 
-/** How long `done` waits for the child's pipes to close after the tree is dead before cutting them, ms. */
+/** How long `done` waits for the child's IPC channel to close after the tree is dead before cutting it, ms. */
 export const PIPE_DRAIN_MS = 2000;
 
 /** Samples dropped at once when the policy window is trimmed. */
@@ -41,6 +41,9 @@ class Run implements SamplingTarget {
   private tree: ProcessTree | null = null;
   private sampler: Sampler | null = null;
   private child: SpawnedChild | null = null;
+  /** The log read back for output lines of an adopted run (a spawned run's child reads its own). */
+  private adoptedLog: LogTail | null = null;
+  private finishing = false;
   private readonly samples: Sample[] = [];
   private readonly warned = new Set<KillReason>();
   private peakRss = 0;
@@ -72,6 +75,22 @@ class Run implements SamplingTarget {
     return this.tree?.pgid;
   }
 
+  /** The DUCKVISOR_RUN_ID every process of this run carries (spawnChild sets it when the spec does not). */
+  private get runIdMark(): string {
+    return this.spec.env[RUN_ID_VARIABLE] ?? this.spec.runId;
+  }
+
+  private onOutputLine(line: string): void {
+    const progress = this.clock.onStdoutLine(line, Date.now());
+    if (progress) this.onProgress(progress);
+  }
+
+  /** Hands the output lines written since the last call to the progress clock. */
+  private pollOutput(): void {
+    if (this.child) this.child.pollOutput();
+    else this.adoptedLog?.poll();
+  }
+
   begin(): void {
     try {
       if (this.spec.adopt) this.adopt(this.spec.adopt.pid, this.spec.adopt.startTime);
@@ -88,14 +107,12 @@ class Run implements SamplingTarget {
         this.badMessages++;
         safely(() => this.observer.badMessage(error));
       },
-      stdoutLine: (line) => {
-        const progress = this.clock.onStdoutLine(line, Date.now());
-        if (progress) this.onProgress(progress);
-      },
+      stdoutLine: (line) => this.onOutputLine(line),
     });
     this.child = child;
     this.startedAt = Date.now();
     if (child.pid === undefined || child.startTime === null) {
+      child.closeOutput();
       void child.exited.then((exit) => child.settled.then(() => this.finishEarly(`could not start ${JSON.stringify(this.spec.argv[0])}: ${exit.error ?? 'the process vanished at once'}`)));
       return;
     }
@@ -107,6 +124,12 @@ class Run implements SamplingTarget {
     if (processLiveness(pid, startTime) !== 'alive') {
       this.finishEarly(`adopted process ${pid} (start time ${startTime}) is no longer running`);
       return;
+    }
+    // The adopted child writes straight into its log file; its progress lines are read from the end on.
+    try {
+      this.adoptedLog = new LogTail(this.spec.logFile, (line) => this.onOutputLine(line));
+    } catch {
+      this.adoptedLog = null; // no log to read (deleted): resources and exit are still supervised
     }
     this.watch(pid, startTime);
   }
@@ -134,6 +157,7 @@ class Run implements SamplingTarget {
   /** One sample and policy decision; returns the delay to the next sample (negative once the run is over). Called by the shared sampling clock. */
   sampleTick(): number {
     if (this.finished || !this.sampler || !this.tree) return -1;
+    this.pollOutput();
     const now = Date.now();
     const sample = this.sampler.sample(now);
     if (sample.rss > this.peakRss) this.peakRss = sample.rss;
@@ -227,7 +251,8 @@ class Run implements SamplingTarget {
       mode,
       reason,
       graceMs: this.spec.job.stop_grace,
-      ...(child ? { sendStop: (why: string) => child.sendStop(why) } : {}),
+      runId: this.runIdMark,
+      ...(child && child.hasChannel ? { sendStop: (why: string) => child.sendStop(why) } : {}),
     });
     void this.stopping.then(() => this.maybeFinish());
   }
@@ -238,7 +263,7 @@ class Run implements SamplingTarget {
     if (!this.stopRecord && this.tree && liveTreePids(this.tree, true).length > 0) {
       // The main process is gone but it left processes behind: they are stopped (without counting as a kill).
       this.stopRecord = { reason: 'operator', detail: 'leftover processes stopped after the main process exited', beforeExit: false };
-      this.stopping = stopProcessTree({ tree: this.tree, mode: 'limit', reason: 'main process exited', graceMs: this.spec.job.stop_grace });
+      this.stopping = stopProcessTree({ tree: this.tree, mode: 'limit', reason: 'main process exited', graceMs: this.spec.job.stop_grace, runId: this.runIdMark });
       void this.stopping.then(() => this.maybeFinish());
       return;
     }
@@ -246,11 +271,26 @@ class Run implements SamplingTarget {
   }
 
   private maybeFinish(): void {
-    if (this.finished || !this.leaderExit) return;
-    if (this.stopping) {
-      void this.stopping.then((result) => this.finish(result.survivors));
-    } else {
-      void this.finish([]);
+    if (this.finished || this.finishing || !this.leaderExit) return;
+    this.finishing = true;
+    const stopped = this.stopping ?? Promise.resolve<StopResult>({ survivors: [], sigkillSent: false });
+    void stopped.then((result) => this.sweepEscapers(result.survivors)).then((survivors) => this.finish(survivors));
+  }
+
+  // The leader is gone and any stop is over: whatever still carries the run id escaped every walk (a
+  // setsid'd or double-forked grandchild left behind before the first sample) and is ended now.
+  /** One environ sweep for the run id; kills what it finds and returns the survivors (with those of the stop). */
+  private async sweepEscapers(survivors: number[]): Promise<number[]> {
+    if (!this.tree) return survivors;
+    try {
+      const swept = await sweepRunProcesses({ runId: this.runIdMark, bornAtOrAfter: this.tree.leaderStartTime, graceMs: this.spec.job.stop_grace });
+      if (swept.found.length > 0 && !this.stopRecord) {
+        this.stopRecord = { reason: 'operator', detail: `leftover processes stopped after the main process exited (${swept.found.join(', ')}, found by their run id)`, beforeExit: false };
+      }
+      return [...survivors, ...swept.survivors.filter((pid) => !survivors.includes(pid))];
+    } catch (error) {
+      console.error('duckvisor: sweeping leftover processes failed:', error);
+      return survivors;
     }
   }
 
@@ -271,6 +311,9 @@ class Run implements SamplingTarget {
     } catch {
       // settled never rejects; this is belt and braces so `done` always resolves.
     }
+    // The tree is dead, so the log is complete: its last lines count before the outcome is told.
+    this.child?.closeOutput();
+    this.adoptedLog?.close();
     this.resolveDone(this.outcome(survivors));
   }
 
