@@ -24,9 +24,12 @@ export class SessionClosedError extends Error {
 export class StagingSession implements UnitStaging {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly tables = new Map<string, StagingTable>();
+  private writerList: readonly StagingTable[] = [];
   private pendingDeclarations: Promise<unknown>[] = [];
   private closing: Promise<void> | undefined;
   private monitorInFlight: Promise<unknown> = Promise.resolve();
+  /** Set by the unit ledger: commits a group left open, so DDL and bookkeeping never ride in it. */
+  private beforeStatement: (connection: DuckDBConnection) => Promise<void> = async () => undefined;
 
   private constructor(
     readonly path: string,
@@ -76,14 +79,20 @@ export class StagingSession implements UnitStaging {
   }
 
   writers(): readonly StagingTable[] {
-    return [...this.tables.values()];
+    return this.writerList;
+  }
+
+  setBeforeStatement(hook: (connection: DuckDBConnection) => Promise<void>): void {
+    this.beforeStatement = hook;
   }
 
   /** Registers a table; its DDL and Appender creation are queued (rows appended meanwhile wait in JS). */
   declare(table: StagingTable): void {
     if (this.tables.has(table.name)) throw new Error(`table '${table.name}' is declared twice; call ctx.table() once per table`);
     this.tables.set(table.name, table);
+    this.writerList = [...this.tables.values()];
     const ready = this.exclusive(async (connection) => {
+      await this.beforeStatement(connection);
       await connection.run(table.createStatement());
       await table.open(connection);
     });
@@ -98,7 +107,10 @@ export class StagingSession implements UnitStaging {
 
   /** Records a view for the publisher to create in the warehouse. */
   declareView(name: string, sql: string): void {
-    const saved = this.sql(`INSERT OR REPLACE INTO ${VIEWS_TABLE} VALUES ($1, $2)`, [name, sql]);
+    const saved = this.exclusive(async (connection) => {
+      await this.beforeStatement(connection);
+      await connection.run(`INSERT OR REPLACE INTO ${VIEWS_TABLE} VALUES ($1, $2)`, [name, sql]);
+    });
     saved.catch(() => undefined);
     this.pendingDeclarations.push(
       saved.catch((error: unknown) => {

@@ -170,8 +170,10 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
   const fail = (error: Error): void => interruption.fail(error);
   let selfCheck: MemorySelfCheck | undefined;
   let closed = false;
+  let ledgerForSalvage: UnitLedger | undefined;
   try {
-    const ledger = await UnitLedger.open(session);
+    const ledger = await UnitLedger.open(session, batchRows);
+    ledgerForSalvage = ledger;
     if (ledger.committedUnits > 0) channel.log('info', `resuming: ${ledger.committedUnits} units were committed by earlier attempts and will be skipped`);
     if (rssLimitBytes !== undefined) {
       selfCheck = startMemorySelfCheck({ rssLimitBytes, duckdbMemory: () => session.duckdbMemoryBytes(), onExceeded: (error) => fail(new UsageError(error.message)) });
@@ -188,6 +190,8 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     const { context, state } = createContext(options, meta, session, ledger, channel);
     if (interruption.failure !== undefined) throw interruption.failure;
     await Promise.race([extractor.main(context), fatal]);
+    // Units completed since the last group commit are committed now, before anything is counted.
+    await Promise.race([ledger.finish(), fatal]);
     await Promise.race([session.flushOutsideUnits(), fatal]);
     selfCheck?.stop();
 
@@ -212,7 +216,13 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
   } finally {
     selfCheck?.stop();
     if (!closed) {
-      // A failure: whatever was committed stays; the close releases the file lock for the retry.
+      // A failure: the completed units of the open group are committed when no unit is in flight
+      // (bounded wait: a statement in flight may be slow), so a retry does not redo them.
+      if (ledgerForSalvage !== undefined) {
+        const salvage = ledgerForSalvage.salvage().catch(() => undefined);
+        await Promise.race([salvage, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      }
+      // Whatever was committed stays; the close releases the file lock for the retry.
       // The extractor's main may still be running (it lost a race against a signal or the memory
       // check): the session refuses its further statements and waits for the one DuckDB is running.
       await session.close({ checkpoint: false }).catch(() => undefined);

@@ -1,8 +1,16 @@
 // The streaming table writer: rows go into a 2048-row DuckDB data chunk, full chunks go to a DuckDB
 // Appender on the staging connection, and the Appender is flushed every `batch_rows` rows. Memory
 // is therefore bounded by one chunk plus one batch per table, however many rows an extractor writes.
-// A flush lands in whatever transaction the connection has open: a unit's (see checkpoint.ts) or,
-// outside units, an auto-committed one. The table's DDL runs once, when it is declared.
+// A flush lands in whatever transaction the connection has open: a group of units' (see checkpoint.ts)
+// or, outside units, an auto-committed one. The table's DDL runs once, when it is declared.
+//
+// Several units share one transaction, so a failing unit must be removable without a ROLLBACK: inside
+// a unit the writer keeps the unit's rows apart from the rows of the completed units before it. The
+// chunk may start with earlier units' rows (below `unitMark`); the Appender's cache holds rows of
+// earlier units or of the current unit, never both (it is flushed into the transaction first). A failed
+// unit is then dropped by truncating the chunk and clearing the cache. Only a unit that outgrows the
+// cache limit has to put its own rows into the transaction (`unitRowsInTransaction`); its failure
+// needs a ROLLBACK of the whole group, which the ledger handles.
 import {
   DuckDBDataChunk,
   DuckDBTimestampValue,
@@ -19,6 +27,8 @@ const CHUNK_ROWS = 2048;
 /** DuckDB's Appender commits on its own after this many buffered rows; batches must stay below it. */
 export const MAX_BATCH_ROWS = 200_000;
 export const DEFAULT_BATCH_ROWS = 10_000;
+/** Most rows a unit keeps in the Appender's cache while earlier units share its transaction (below DuckDB's own auto-flush). */
+export const UNIT_CACHE_LIMIT_ROWS = MAX_BATCH_ROWS - 2 * 2048;
 
 const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -185,6 +195,22 @@ export class StagingTable implements TableWriter {
   private appended = 0;
   /** Set by discard(): the Appender was released and reopenAppender() must replace it. */
   private reopenPending = false;
+  /** Unit tracking (see the file header); meaningful while `unitActive`. */
+  private unitActive = false;
+  private unitAppendedBefore = 0;
+  /** Chunk index where the current unit's rows begin (rows below it belong to earlier units). */
+  private unitMark = 0;
+  /** The current unit's rows that are in the chunk, to re-write them after the earlier rows are moved out. */
+  private unitRowsInChunk: (readonly CellValue[])[] = [];
+  /** Rows in the Appender's cache (pushed, not yet flushed), and how many of them are the current unit's. */
+  private cacheRows = 0;
+  private cacheUnitRows = 0;
+  /** The current unit's rows reached the open transaction (only a ROLLBACK removes them). */
+  private unitRowsInTransaction = false;
+  /** Whether completed units of this transaction precede the current unit (then the unit defers flushing). */
+  private unitShared = false;
+  /** A flush into the transaction failed: DuckDB has aborted the transaction, so only a ROLLBACK helps. */
+  private flushFailed = false;
 
   constructor(
     name: string,
@@ -253,7 +279,71 @@ export class StagingTable implements TableWriter {
     if (this.appender === undefined) this.early.push(row);
     else this.write(row);
     this.appended++;
+    if (this.unflushed >= this.batchRows) this.flushWithinUnit();
+  }
+
+  /**
+   * Starts tracking a unit. `shared`: completed units wait in the same transaction, so this unit's rows
+   * stay out of it (up to UNIT_CACHE_LIMIT_ROWS) until the unit has finished.
+   */
+  beginUnit(shared: boolean): void {
+    this.unitActive = true;
+    this.unitShared = shared;
+    this.unitAppendedBefore = this.appended;
+    this.unitMark = this.chunkRows;
+    this.unitRowsInChunk = [];
+    this.cacheUnitRows = 0;
+    this.unitRowsInTransaction = false;
+  }
+
+  /** The unit succeeded: its rows now count as a completed unit's; a full batch is flushed into the transaction. */
+  endUnit(): void {
+    this.unitActive = false;
+    this.unitRowsInChunk = [];
+    this.cacheUnitRows = 0;
+    this.unitRowsInTransaction = false;
     if (this.unflushed >= this.batchRows) this.flush();
+  }
+
+  /** True when the failed unit's rows can be dropped without a ROLLBACK (see abortUnit). */
+  get unitRemovable(): boolean {
+    return !this.flushFailed && (!this.unitActive || !this.unitRowsInTransaction);
+  }
+
+  /** Rows the current unit appended so far. */
+  get unitRows(): number {
+    return this.unitActive ? this.appended - this.unitAppendedBefore : 0;
+  }
+
+  /** Drops the failed unit's rows from the chunk and the Appender's cache; the earlier units' rows stay. */
+  abortUnit(): void {
+    if (!this.unitActive) return;
+    if (this.cacheUnitRows > 0) {
+      // By construction the cache holds only this unit's rows.
+      this.appender?.clear();
+      this.cacheRows = 0;
+    }
+    this.chunkRows = Math.min(this.chunkRows, this.unitMark);
+    this.unflushed = this.cacheRows + this.chunkRows;
+    this.appended = this.unitAppendedBefore;
+    this.unitActive = false;
+    this.unitRowsInChunk = [];
+    this.cacheUnitRows = 0;
+  }
+
+  /** A batch is full: flush it, unless the rows belong to a unit that shares its transaction and may still fail. */
+  private flushWithinUnit(): void {
+    if (!this.unitActive) {
+      this.flush();
+      return;
+    }
+    if (this.unitShared && this.unflushed < UNIT_CACHE_LIMIT_ROWS) {
+      // Earlier units' rows (chunk below the mark, or a cache of earlier rows) go in now; this unit's wait.
+      if (this.cacheRows > this.cacheUnitRows) this.flushCache();
+      return;
+    }
+    this.unitRowsInTransaction = true;
+    this.flush();
   }
 
   /** True when a batch is full and the owner should call flush(). */
@@ -266,9 +356,31 @@ export class StagingTable implements TableWriter {
     if (this.appender === undefined) return;
     this.pushChunk();
     if (this.unflushed > 0) {
-      this.appender.flushSync();
+      this.flushAppender();
       this.unflushed = 0;
     }
+    this.cacheRows = 0;
+    this.cacheUnitRows = 0;
+    this.unitMark = 0;
+    this.unitRowsInChunk = [];
+  }
+
+  private flushAppender(): void {
+    try {
+      this.appender!.flushSync();
+    } catch (error) {
+      this.flushFailed = true;
+      throw error;
+    }
+  }
+
+  /** Flushes the Appender's cache (rows of completed units) into the transaction; the chunk stays. */
+  private flushCache(): void {
+    if (this.cacheRows === 0) return;
+    this.flushAppender();
+    this.unflushed -= this.cacheRows;
+    this.cacheRows = 0;
+    this.cacheUnitRows = 0;
   }
 
   /**
@@ -282,6 +394,13 @@ export class StagingTable implements TableWriter {
     this.chunkRows = 0;
     this.early = [];
     this.unflushed = 0;
+    this.cacheRows = 0;
+    this.cacheUnitRows = 0;
+    this.unitMark = 0;
+    this.unitRowsInChunk = [];
+    this.unitActive = false;
+    this.unitRowsInTransaction = false;
+    this.flushFailed = false;
     this.appended = appendedBefore;
     if (this.appender !== undefined) {
       try {
@@ -326,12 +445,16 @@ export class StagingTable implements TableWriter {
     this.chunk = undefined;
     this.chunkRows = 0;
     this.unflushed = 0;
+    this.cacheRows = 0;
+    this.cacheUnitRows = 0;
   }
 
   private write(row: readonly CellValue[]): void {
     const appender = this.appender!;
     const converters = this.converters;
     if (converters === undefined) {
+      // Row path: rows go straight into the Appender's cache, which must not mix earlier units' rows with this unit's.
+      if (this.unitActive && this.cacheUnitRows === 0 && this.cacheRows > 0) this.flushCache();
       // Convert first, so a bad value cannot leave a half-written row in the Appender.
       for (let column = 0; column < row.length; column++) {
         const value = row[column] ?? null;
@@ -348,6 +471,8 @@ export class StagingTable implements TableWriter {
       }
       appender.endRow();
       this.unflushed++;
+      this.cacheRows++;
+      if (this.unitActive) this.cacheUnitRows++;
       return;
     }
     if (this.chunk === undefined) {
@@ -365,7 +490,32 @@ export class StagingTable implements TableWriter {
     }
     this.chunkRows++;
     this.unflushed++;
-    if (this.chunkRows === CHUNK_ROWS) this.pushChunk();
+    if (this.unitActive) this.unitRowsInChunk.push(row);
+    if (this.chunkRows === CHUNK_ROWS) {
+      if (this.unitActive) this.chunkFullInUnit();
+      else this.pushChunk();
+    }
+  }
+
+  /** The chunk is full inside a unit: keep the unit's rows apart from earlier units' rows on their way to the cache. */
+  private chunkFullInUnit(): void {
+    if (this.unitMark > 0) {
+      // The chunk starts with earlier units' rows: they go (with the cache) into the transaction, and the
+      // unit's rows are written again at the start of a fresh chunk.
+      const unitRows = this.unitRowsInChunk;
+      this.chunkRows = this.unitMark;
+      this.unflushed -= unitRows.length;
+      this.pushChunk();
+      this.flushCache();
+      this.unitMark = 0;
+      this.unitRowsInChunk = [];
+      for (const row of unitRows) this.write(row);
+      return;
+    }
+    if (this.cacheRows > this.cacheUnitRows) this.flushCache();
+    this.cacheUnitRows += this.chunkRows;
+    this.pushChunk();
+    this.unitRowsInChunk = [];
   }
 
   private pushChunk(): void {
@@ -373,6 +523,7 @@ export class StagingTable implements TableWriter {
     for (const vector of this.vectors) vector.flush();
     this.chunk.rowCount = this.chunkRows;
     this.appender!.appendDataChunk(this.chunk);
+    this.cacheRows += this.chunkRows;
     // The chunk is reused: a new one per 2,048 rows left its native buffers to the garbage collector,
     // which runs too rarely to notice them (V8 does not see native memory), so RSS crept up.
     this.chunk.reset();
