@@ -1,7 +1,9 @@
 // Built-in extractor `mlflow-artifacts`: the artifact listing of every selected run and, for the
 // configured glob patterns, the contents of tabular artifacts (CSV, JSON/JSONL, Parquet, NumPy .npy)
 // as long tables — one row per file row, tagged with run_id, artifact_path and the row number. One
-// unit per run; files are read one at a time (downloaded to a temp file for a tracking server).
+// unit per run. A run's matching files of one table are read together (ArtifactTableReader.readMany:
+// few DuckDB queries for hundreds of per-subject files, each file still parsed as if read alone);
+// files a tracking server serves are downloaded to a temp folder first, a bounded number at a time.
 //
 // Options (besides the common ones):
 //   tables: - glob: 'signals/csv/*.csv'      # run-relative path pattern (*, ?, **, {a,b})
@@ -16,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
-import { ARTIFACT_ROW_COLUMNS, ArtifactTableReader, formatOf, type TableFormat } from '../mlflow/artifact-tables.js';
+import { ARTIFACT_ROW_COLUMNS, ArtifactFileError, ArtifactTableReader, formatOf, type TableFormat } from '../mlflow/artifact-tables.js';
 import { globToRegExp } from '../mlflow/glob.js';
 import { forEachRun, mlflowSourceOptions, selectRuns } from '../mlflow/selection.js';
 import { MlflowDataError, type MlflowReader, type RunInfo } from '../mlflow/types.js';
@@ -63,6 +65,47 @@ async function withLocalFile<T>(reader: MlflowReader, run: RunInfo, artifactPath
   } finally {
     await rm(file, { force: true });
   }
+}
+
+/** Files downloaded (or resolved) ahead of one batched read: bounds the scratch space a run uses. */
+const FILES_PER_READ = 256;
+
+/** One matching artifact of a run, resolved to a local file (a download is removed after the read). */
+interface LocalArtifact {
+  artifactPath: string;
+  file: string;
+  downloaded: boolean;
+}
+
+/** A local path for each artifact, in order; stops at the first that cannot be had and returns its error. */
+async function resolveLocal(reader: MlflowReader, run: RunInfo, artifactPaths: readonly string[], format: TableFormat, scratch: string): Promise<{ resolved: LocalArtifact[]; failure?: MlflowDataError }> {
+  const resolved: LocalArtifact[] = [];
+  for (const artifactPath of artifactPaths) {
+    try {
+      const local = await reader.localArtifactPath(run, artifactPath);
+      if (local !== undefined) {
+        try {
+          await stat(local);
+          resolved.push({ artifactPath, file: local, downloaded: false });
+          continue;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        }
+      }
+      const file = path.join(scratch, `${resolved.length}-${path.basename(artifactPath)}`);
+      resolved.push({ artifactPath, file, downloaded: true });
+      await pipeline(await reader.openArtifact(run, artifactPath), createWriteStream(file));
+    } catch (error) {
+      if (resolved.at(-1)?.artifactPath === artifactPath) resolved.pop();
+      return { resolved, failure: asDataError(run, artifactPath, format, error) };
+    }
+  }
+  return { resolved };
+}
+
+function asDataError(run: RunInfo, artifactPath: string, format: string, error: unknown): MlflowDataError {
+  if (error instanceof MlflowDataError) return error;
+  return new MlflowDataError(run.runId, artifactPath, `cannot read as ${format}: ${error instanceof Error ? error.message : String(error)}`);
 }
 
 function formatFor(target: TableTarget, artifactPath: string): TableFormat {
@@ -112,25 +155,53 @@ export default defineExtractor<MlflowArtifactsOptions>(
       }
 
       ctx.expect({ units: runs.length });
-      await forEachRun(ctx, runs, async (run) => {
-        for await (const artifact of reader.artifacts(run)) {
-          artifacts.append([run.runId, artifact.path, artifact.size]);
-          for (const target of targets) {
-            if (!target.pattern.test(artifact.path)) continue;
-            const format = formatFor(target, artifact.path);
-            try {
-              await withLocalFile(reader, run, artifact.path, scratch, async (file) => {
-                let row = 0;
-                for await (const batch of files.rows(file, format, target.columns!)) {
-                  for (const values of batch) target.writer!.append([run.runId, artifact.path, row++, ...values]);
-                }
-              });
-            } catch (error) {
-              if (error instanceof MlflowDataError) throw error;
-              throw new MlflowDataError(run.runId, artifact.path, `cannot read as ${format}: ${error instanceof Error ? error.message : String(error)}`);
-            }
-          }
+
+      /** A run's matching files of one table: consecutive files of one format are read together. */
+      async function readTable(run: RunInfo, target: TableTarget, artifactPaths: readonly string[]): Promise<void> {
+        const formats = artifactPaths.map((artifactPath) => formatFor(target, artifactPath));
+        let first = 0;
+        while (first < artifactPaths.length) {
+          let last = first + 1;
+          while (last < artifactPaths.length && last - first < FILES_PER_READ && formats[last] === formats[first]) last++;
+          await readFiles(run, target, artifactPaths.slice(first, last), formats[first]!);
+          first = last;
         }
+      }
+
+      async function readFiles(run: RunInfo, target: TableTarget, artifactPaths: readonly string[], format: TableFormat): Promise<void> {
+        const { resolved, failure } = await resolveLocal(reader, run, artifactPaths, format, scratch);
+        try {
+          const rowNumbers = resolved.map(() => 0);
+          for await (const { index, rows } of files.readMany(resolved.map((r) => r.file), format, target.columns!)) {
+            const artifactPath = resolved[index]!.artifactPath;
+            for (const values of rows) target.writer!.append([run.runId, artifactPath, rowNumbers[index]!++, ...values]);
+          }
+        } catch (error) {
+          if (error instanceof ArtifactFileError) throw asDataError(run, resolved[error.index]!.artifactPath, format, error.reason);
+          throw error;
+        } finally {
+          await Promise.all(resolved.filter((r) => r.downloaded).map((r) => rm(r.file, { force: true })));
+        }
+        if (failure !== undefined) throw failure;
+      }
+
+      await forEachRun(ctx, runs, async (run) => {
+        // The listing first (its rows and, per table, the matching paths in listing order); a listing
+        // that breaks off still has the files before the break read, then its error ends the unit.
+        const matches = targets.map(() => [] as string[]);
+        let listingError: unknown;
+        try {
+          for await (const artifact of reader.artifacts(run)) {
+            artifacts.append([run.runId, artifact.path, artifact.size]);
+            targets.forEach((target, t) => {
+              if (target.pattern.test(artifact.path)) matches[t]!.push(artifact.path);
+            });
+          }
+        } catch (error) {
+          listingError = error;
+        }
+        for (const [t, target] of targets.entries()) await readTable(run, target, matches[t]!);
+        if (listingError !== undefined) throw listingError;
       });
     } finally {
       files.close();

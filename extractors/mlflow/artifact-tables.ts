@@ -2,6 +2,13 @@
 // DuckDB; NumPy .npy with our own parser) as rows of a declared set of columns, streamed chunk by
 // chunk. Columns come from the job options or are inferred from the first matching file; later files
 // are projected onto them by name (a missing column is NULL, an extra one is ignored).
+//
+// Many files are read in few queries (`readMany`): one query learns how DuckDB would read each file
+// on its own (CSV: its sniffed dialect and types; JSON/Parquet: its columns and types), consecutive
+// files that would be read the same way form a group, and each group is one multi-file scan with a
+// filename column that maps rows back to their file. Each file is thus parsed exactly as a read of
+// that file alone would parse it. A planning or group query that fails falls back to reading file by
+// file from where it stopped, so a bad file is still named, and no row is written twice.
 import { readFile } from 'node:fs/promises';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { CellValue, Columns } from '../sdk/api.js';
@@ -28,6 +35,38 @@ function sqlString(text: string): string {
 
 function quote(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** The filename column of multi-file scans (a file with a column of this name is read on its own). */
+const FILE_COLUMN = '__duckvisor_file';
+
+/** At most this many files per planning query (its cost grows faster than linearly beyond). */
+const FILES_PER_PLAN = 128;
+
+// Why: the extractor names the artifact (and its run) when a file of a batched read cannot be read.
+export class ArtifactFileError extends Error {
+  override name = 'ArtifactFileError';
+  constructor(
+    /** Position of the file in the list given to readMany. */
+    readonly index: number,
+    readonly reason: unknown,
+  ) {
+    super(reason instanceof Error ? reason.message : String(reason));
+  }
+}
+
+/** Rows of one file (by its position in the list given to readMany), in file order. */
+export interface FileRows {
+  index: number;
+  rows: CellValue[][];
+}
+
+/** How DuckDB reads one file on its own: files with equal keys are read by one scan. */
+interface FilePlan {
+  key: string;
+  present: Set<string>;
+  /** Options of the multi-file scan after the file list. */
+  scanOptions: string;
 }
 
 function scan(format: Exclude<TableFormat, 'npy'>, file: string): string {
@@ -113,6 +152,132 @@ export class ArtifactTableReader {
       const chunk = await result.fetchChunk();
       if (chunk === null || chunk.rowCount === 0) return;
       yield chunk.getRows().map((row) => row.map(cell));
+    }
+  }
+
+  /**
+   * The rows of many files of one format, projected onto `columns` like `rows` does for each file,
+   * in file order (each file's rows contiguous, in its own order). A file that cannot be read throws
+   * ArtifactFileError with its position, after the rows of every file before it.
+   */
+  async *readMany(files: readonly string[], format: TableFormat, columns: Columns): AsyncGenerator<FileRows> {
+    for (let start = 0; start < files.length; start += FILES_PER_PLAN) {
+      const end = Math.min(files.length, start + FILES_PER_PLAN);
+      const plans = format !== 'npy' && end - start > 1 ? await this.plan(files.slice(start, end), format).catch(() => undefined) : undefined;
+      if (plans === undefined) {
+        for (let index = start; index < end; index++) yield* this.readOne(files, index, format, columns, 0);
+        continue;
+      }
+      let first = start;
+      while (first < end) {
+        let last = first + 1;
+        while (last < end && plans[last - start]!.key === plans[first - start]!.key) last++;
+        if (last - first === 1) yield* this.readOne(files, first, format, columns, 0);
+        else yield* this.readGroup(files, first, last, format as Exclude<TableFormat, 'npy'>, plans[first - start]!, columns);
+        first = last;
+      }
+    }
+  }
+
+  /** One file through `rows`, without its first `skip` rows (already delivered by a group scan). */
+  private async *readOne(files: readonly string[], index: number, format: TableFormat, columns: Columns, skip: number): AsyncGenerator<FileRows> {
+    let toSkip = skip;
+    try {
+      for await (const batch of this.rows(files[index]!, format, columns)) {
+        const rows = toSkip >= batch.length ? [] : toSkip > 0 ? batch.slice(toSkip) : batch;
+        toSkip = Math.max(0, toSkip - batch.length);
+        if (rows.length > 0) yield { index, rows };
+      }
+    } catch (error) {
+      throw new ArtifactFileError(index, error);
+    }
+  }
+
+  /** How DuckDB reads each file on its own, in one query. Throws when any file cannot be planned. */
+  private async plan(files: readonly string[], format: Exclude<TableFormat, 'npy'>): Promise<FilePlan[]> {
+    const plans: FilePlan[] = [];
+    if (format === 'csv') {
+      const sql = files.map((file, i) => `SELECT ${i} AS i, "Columns" AS columns, Prompt AS prompt FROM sniff_csv(${sqlString(file)}, header = true)`).join(' UNION ALL ');
+      const rows = (await this.connection.runAndReadAll(sql)).getRowObjectsJS();
+      if (rows.length !== files.length) throw new Error(`sniffed ${rows.length} of ${files.length} files`);
+      for (const row of rows) {
+        const i = Number(row['i']);
+        const file = files[i]!;
+        const prompt = String(row['prompt']);
+        const prefix = `FROM read_csv(${sqlString(file)}, `;
+        if (!prompt.startsWith(prefix) || !prompt.endsWith(');')) throw new Error(`unexpected sniff_csv prompt for ${file}: ${prompt}`);
+        const scanOptions = prompt.slice(prefix.length, -2);
+        const names = (row['columns'] as { name: string }[]).map((c) => String(c.name));
+        plans[i] = { key: scanOptions, present: new Set(names), scanOptions };
+      }
+    } else {
+      const sql = files.map((file, i) => `SELECT ${i} AS i, column_name, column_type FROM (DESCRIBE SELECT * FROM ${scan(format, file)})`).join(' UNION ALL ');
+      const described = new Map<number, [string, string][]>();
+      for (const row of (await this.connection.runAndReadAll(sql)).getRowObjectsJS()) {
+        const i = Number(row['i']);
+        described.set(i, [...(described.get(i) ?? []), [String(row['column_name']), String(row['column_type'])]]);
+      }
+      for (let i = 0; i < files.length; i++) {
+        const columns = described.get(i);
+        if (columns === undefined) throw new Error(`no columns described for ${files[i]}`);
+        plans[i] = { key: JSON.stringify(columns), present: new Set(columns.map(([name]) => name)), scanOptions: 'union_by_name = true' };
+      }
+    }
+    return plans;
+  }
+
+  /** Files [first, last) that DuckDB reads alike, in one scan; on failure, file by file from where it stopped. */
+  private async *readGroup(files: readonly string[], first: number, last: number, format: Exclude<TableFormat, 'npy'>, plan: FilePlan, columns: Columns): AsyncGenerator<FileRows> {
+    const names = Object.keys(columns);
+    if (plan.present.has(FILE_COLUMN)) {
+      for (let index = first; index < last; index++) yield* this.readOne(files, index, format, columns, 0);
+      return;
+    }
+    const projection = names
+      .map((name) => (plan.present.has(name) ? `TRY_CAST(${quote(name)} AS ${columns[name]}) AS ${quote(name)}` : `NULL::${columns[name]} AS ${quote(name)}`))
+      .concat(quote(FILE_COLUMN))
+      .join(', ');
+    const list = `[${files.slice(first, last).map(sqlString).join(', ')}]`;
+    const reader = format === 'csv' ? 'read_csv' : format === 'parquet' ? 'read_parquet' : 'read_json_auto';
+    const sql = `SELECT ${projection} FROM ${reader}(${list}, ${plan.scanOptions}, filename = ${sqlString(FILE_COLUMN)})`;
+    const position = new Map<string, number>();
+    for (let index = first; index < last; index++) if (!position.has(files[index]!)) position.set(files[index]!, index);
+    if (position.size !== last - first) {
+      // The same file twice in one list: read them one by one (the filename cannot tell them apart).
+      for (let index = first; index < last; index++) yield* this.readOne(files, index, format, columns, 0);
+      return;
+    }
+    let current = first;
+    let delivered = 0;
+    try {
+      const result = await this.connection.stream(sql);
+      for (;;) {
+        const chunk = await result.fetchChunk();
+        if (chunk === null || chunk.rowCount === 0) return;
+        // Split the chunk by file before delivering any of it, so `delivered` counts what the caller got.
+        const parts: FileRows[] = [];
+        let at = current;
+        for (const row of chunk.getRows()) {
+          const index = position.get(String(row[names.length]));
+          if (index === undefined || index < at) throw new Error(`rows of ${String(row[names.length])} out of file order`);
+          if (index !== at || parts.length === 0) {
+            parts.push({ index, rows: [] });
+            at = index;
+          }
+          parts[parts.length - 1]!.rows.push(row.slice(0, names.length).map(cell));
+        }
+        for (const part of parts) {
+          if (part.index !== current) {
+            current = part.index;
+            delivered = 0;
+          }
+          delivered += part.rows.length;
+          yield part;
+        }
+      }
+    } catch (error) {
+      if (error instanceof ArtifactFileError) throw error;
+      for (let index = current; index < last; index++) yield* this.readOne(files, index, format, columns, index === current ? delivered : 0);
     }
   }
 
