@@ -158,9 +158,9 @@ function describe(error: unknown): string {
 export function spawnChild(spec: RunSpec, handlers: SpawnHandlers): SpawnedChild {
   const [file, ...args] = spec.argv;
   if (!file) throw new Error(`run ${spec.runId}: argv is empty; the job needs a command`);
-  mkdirSync(path.dirname(spec.logFile), { recursive: true });
   let logFd: number;
   try {
+    mkdirSync(path.dirname(spec.logFile), { recursive: true });
     logFd = openSync(spec.logFile, 'a');
   } catch (error) {
     throw new Error(`run ${spec.runId}: cannot open its log file ${spec.logFile} for appending (${(error as Error).message}); check that state_dir is writable`);

@@ -1,7 +1,9 @@
 // The stop sequence on real process trees: SIGTERM ignored, setsid escapers, leftovers, operator stops.
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readFileSync } from 'node:fs';
 import { startRun } from '../supervisor/run.js';
+import { stopSchedule } from '../supervisor/stop.js';
 import type { RunHandle } from '../supervisor/types.js';
 import { fixture, killIfRunning, makeJob, makeSpec, pidsInLog, recordingObserver, runningInProc, tempDir } from './helpers/job.js';
 
@@ -38,6 +40,7 @@ test('a child that ignores SIGTERM dies by SIGKILL after stop_grace', async (t) 
   t.deepEqual(outcome.survivors, []);
   t.is(recorded.kills.length, 1);
   t.false(runningInProc(handle.pid!));
+  t.regex(readFileSync(spec.logFile, 'utf8'), /^ready\nSIGTERM ignored\n/, 'no channel: SIGTERM is the first thing the child gets');
 });
 
 test('stopping a child whose grandchildren include a setsid escaper leaves no survivor', async (t) => {
@@ -103,4 +106,37 @@ setInterval(() => process.send({type:'heartbeat'}), 100);`;
   t.is(outcome.detail, 'maintenance');
   t.is(outcome.exitCode, 0);
   t.is(outcome.signal, null);
+});
+
+test('an IPC child that ignores both `stop` and SIGTERM hears them in that order, then dies by SIGKILL', async (t) => {
+  const { dir, cleanup } = tempDir();
+  const job = makeJob({ name: 'deaf', heartbeat: 'ipc', heartbeat_timeout: 5000, stop_grace: 1000 });
+  const script = `process.send({type:'hello',protocol:1,extractor:'deaf',pid:process.pid});
+process.on('message', (m) => console.log('got ' + m.type));
+process.on('SIGTERM', () => console.log('SIGTERM ignored'));
+setInterval(() => process.send({type:'heartbeat'}), 100);`;
+  const spec = makeSpec(dir, job, [process.execPath, '--input-type=module', '-e', script]);
+  const { observer, recorded } = recordingObserver();
+  const handle = startRun(spec, observer);
+  guard(t, handle, spec.logFile, cleanup);
+  while (!recorded.messages.some((m) => m.type === 'hello')) await sleep(20);
+  handle.stop('operator');
+  const outcome = await handle.done;
+  t.is(outcome.state, 'killed');
+  t.is(outcome.signal, 'SIGKILL');
+  t.deepEqual(outcome.survivors, []);
+  // The group and each recorded member get their own SIGTERM, so the child may log it more than once.
+  t.deepEqual([...new Set(readFileSync(spec.logFile, 'utf8').trim().split('\n'))], ['got stop', 'SIGTERM ignored']);
+});
+
+test('stopSchedule: the clean-exit window of an operator stop over IPC lies inside stop_grace; without a channel SIGTERM goes at once', (t) => {
+  // No channel (or a limit kill): SIGTERM at the request, SIGKILL stop_grace later.
+  t.deepEqual(stopSchedule('operator', 2000, false), { sigtermAtMs: 0, sigkillAtMs: 2000 });
+  t.deepEqual(stopSchedule('operator', 10_000, false), { sigtermAtMs: 0, sigkillAtMs: 10_000 });
+  t.deepEqual(stopSchedule('limit', 10_000, true), { sigtermAtMs: 0, sigkillAtMs: 10_000 });
+  // Stop sent over IPC: SIGTERM after min(grace/2, 2 s), and SIGKILL still at stop_grace after the request.
+  t.deepEqual(stopSchedule('operator', 2000, true), { sigtermAtMs: 1000, sigkillAtMs: 2000 });
+  t.deepEqual(stopSchedule('operator', 10_000, true), { sigtermAtMs: 2000, sigkillAtMs: 10_000 });
+  t.deepEqual(stopSchedule('operator', 0, true), { sigtermAtMs: 0, sigkillAtMs: 0 });
+  t.deepEqual(stopSchedule('operator', -5, false), { sigtermAtMs: 0, sigkillAtMs: 0 });
 });
