@@ -85,6 +85,16 @@ export function signalIfSame(pid: number, startTime: string, sig: NodeJS.Signals
   return true;
 }
 
+// A process may take a second SIGTERM as "exit now, skip the cleanup" (many runtimes do), so a member
+// that the group signal already reached is not signalled again.
+/** Sends `sig` to one process (pid + start time checked) unless it is in the run's process group. */
+export function signalOutsideGroup(tree: ProcessTree, pid: number, startTime: string, sig: NodeJS.Signals): boolean {
+  const stat = readStat(pid);
+  if (!stat || stat.startTime !== startTime || stat.state === 'Z' || stat.state === 'X' || stat.pgrp === tree.pgid) return false;
+  signal(pid, sig);
+  return true;
+}
+
 /** Live pids of the tree (walking recorded processes, their children, and the group from a fresh scan). */
 export function liveTreePids(tree: ProcessTree, fullScan: boolean): number[] {
   return tree.collect(fullScan ? 0 : undefined).map((member) => member.pid);
@@ -102,6 +112,7 @@ async function waitForDeath(tree: ProcessTree, timeoutMs: number, pollMs: number
     await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())));
   }
 }
+
 // SIGSTOP first, in rounds, until no new process appears: a stopped process cannot fork, so the
 // SIGKILL that follows reaches every member, including children born a moment earlier.
 /** Freezes and then SIGKILLs the whole tree (group + every recorded descendant, identity-checked). */
@@ -165,8 +176,9 @@ export async function stopProcessTree(request: StopRequest): Promise<StopResult>
   const carriers: ProcessIdentity[] = [];
   addRunProcesses(runId, tree.leaderStartTime, carriers);
   signalGroup(tree, 'SIGTERM');
-  for (const [pid, startTime] of tree.recorded()) signalIfSame(pid, startTime, 'SIGTERM');
-  for (const p of carriers) signalIfSame(p.pid, p.startTime, 'SIGTERM');
+  const signalled = new Set<number>();
+  for (const [pid, startTime] of tree.recorded()) if (signalOutsideGroup(tree, pid, startTime, 'SIGTERM')) signalled.add(pid);
+  for (const p of carriers) if (!signalled.has(p.pid)) signalOutsideGroup(tree, p.pid, p.startTime, 'SIGTERM');
   const graceLeft = Math.max(0, requestedAt + schedule.sigkillAtMs - Date.now());
   if (await waitForDeath(tree, graceLeft, pollMs, carriers)) return { survivors: [], sigkillSent: false };
   try {
