@@ -24,6 +24,8 @@ const SAMPLE_EVERY_MS = 10_000;
 const MANUAL_START_EVERY_MS = 2_000;
 const CONCURRENCY = 4;
 const FD_GROWTH_ALLOWED = 20;
+/** history.keep_runs of the soak's daemon: small, so retention prunes during the soak as it would in months. */
+const KEEP_RUNS = 200;
 /** A process of a run that ended this long ago and is still alive is an orphan (not a sweep in progress). */
 const ORPHAN_GRACE_MS = 5_000;
 const FULL_COMMAND = 'npm run build && node dist/bench/soak.js --minutes 30';
@@ -107,6 +109,7 @@ function configYaml(jobs: SoakJob[], httpPort: number, scheduled: boolean): stri
     'control:',
     '  socket: ./run/duckvisor.sock',
     `  http: 127.0.0.1:${httpPort}`,
+    `history: {keep_runs: ${KEEP_RUNS}}`,
     'defaults:',
     '  heartbeat_timeout: 30s',
     '  stall_timeout: 30s',
@@ -282,6 +285,9 @@ interface Point {
   cpuSeconds: number;
   historyBytes: number;
   metricsOk: boolean;
+  /** V8 heap used / allocated by the daemon (its own /metrics); -1 when the scrape failed. */
+  heapUsedKiB: number;
+  heapTotalKiB: number;
 }
 
 function historyBytes(stateDir: string): number {
@@ -293,13 +299,30 @@ function historyBytes(stateDir: string): number {
   return total;
 }
 
-async function scrapeMetrics(port: number): Promise<boolean> {
+interface Scrape {
+  ok: boolean;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Sum of duckvisor_runs_total: every run the daemon ended (history may have pruned some since). */
+  runsEnded: number;
+}
+
+/** Scrapes the daemon's /metrics: that it answers, its V8 heap, and the runs it ended. */
+async function scrapeMetrics(port: number): Promise<Scrape> {
+  const failed: Scrape = { ok: false, heapUsedBytes: -1, heapTotalBytes: -1, runsEnded: -1 };
   try {
     const response = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
     const text = await response.text();
-    return response.ok && text.includes('runs_total');
+    if (!response.ok || !text.includes('runs_total')) return failed;
+    const value = (name: string) => {
+      const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      return match ? Number(match[1]) : -1;
+    };
+    let runsEnded = 0;
+    for (const match of text.matchAll(/^duckvisor_runs_total\{[^}]*\} (\S+)$/gm)) runsEnded += Number(match[1]);
+    return { ok: true, heapUsedBytes: value('duckvisor_daemon_nodejs_heap_size_used_bytes'), heapTotalBytes: value('duckvisor_daemon_nodejs_heap_size_total_bytes'), runsEnded };
   } catch {
-    return false;
+    return failed;
   }
 }
 
@@ -319,7 +342,10 @@ function findOrphans(db: Database.Database, stateDir: string, now: number): RunP
 async function takePoint(phase: Point['phase'], t0: number, daemonPid: number, socket: string, port: number, db: Database.Database, stateDir: string): Promise<Point> {
   const now = Date.now();
   const status = await ctlJson<StatusJson>(socket, 'status').catch(() => null);
-  const runsDone = (db.prepare(`SELECT count(*) AS n FROM runs WHERE state IN ${terminal}`).get() as { n: number }).n;
+  const stored = (db.prepare(`SELECT count(*) AS n FROM runs WHERE state IN ${terminal}`).get() as { n: number }).n;
+  const scrape = await scrapeMetrics(port);
+  // history.keep_runs prunes old runs, so the daemon's own counter is the count of runs ended.
+  const runsDone = Math.max(stored, scrape.runsEnded);
   const zombies = await persistentZombies(daemonPid);
   return {
     t: Math.round((now - t0) / 1000),
@@ -336,12 +362,14 @@ async function takePoint(phase: Point['phase'], t0: number, daemonPid: number, s
     orphans: findOrphans(db, stateDir, now).length,
     cpuSeconds: cpuSeconds(daemonPid),
     historyBytes: historyBytes(stateDir),
-    metricsOk: await scrapeMetrics(port),
+    metricsOk: scrape.ok,
+    heapUsedKiB: scrape.heapUsedBytes < 0 ? -1 : Math.round(scrape.heapUsedBytes / 1024),
+    heapTotalKiB: scrape.heapTotalBytes < 0 ? -1 : Math.round(scrape.heapTotalBytes / 1024),
   };
 }
 
 function describePoint(point: Point): string {
-  return `[${String(point.t).padStart(5)} s ${point.phase.padEnd(10)}] rss ${(point.rssKiB / 1024).toFixed(1)} MiB, fds ${point.fds}, zombies ${point.zombiesSeen}/${point.zombiesPersistent} persistent, runs ${point.runsDone}, live ${point.live}, queued ${point.queued}, orphans ${point.orphans}, history ${formatBytes(point.historyBytes)}${point.metricsOk ? '' : ', /metrics FAILED'}`;
+  return `[${String(point.t).padStart(5)} s ${point.phase.padEnd(10)}] rss ${(point.rssKiB / 1024).toFixed(1)} MiB, heap ${(point.heapUsedKiB / 1024).toFixed(1)}/${(point.heapTotalKiB / 1024).toFixed(1)} MiB, fds ${point.fds}, zombies ${point.zombiesSeen}/${point.zombiesPersistent} persistent, runs ${point.runsDone}, live ${point.live}, queued ${point.queued}, orphans ${point.orphans}, history ${formatBytes(point.historyBytes)}${point.metricsOk ? '' : ', /metrics FAILED'}`;
 }
 
 // ------------------------------------------------------------------ summaries
@@ -586,7 +614,7 @@ async function main(): Promise<number> {
   const summary = {
     loadSeconds: Math.round(loadSeconds),
     runsTotal: runs.length,
-    runsPerMinute: Math.round((runs.length / loadSeconds) * 60),
+    runsPerMinute: Math.round((idleEnd.runsDone / loadSeconds) * 60),
     rss: {
       idleStartMiB: idleStart.rssKiB / 1024,
       warmMiB: warm.rssKiB / 1024,
@@ -602,6 +630,15 @@ async function main(): Promise<number> {
       secondHalfSlopeMiBPerHour: rssSecondHalfSlope,
       flat: rssFlat,
     },
+    heapUsed: {
+      idleStartMiB: idleStart.heapUsedKiB / 1024,
+      warmMiB: warm.heapUsedKiB / 1024,
+      endLoadMiB: lastLoad.heapUsedKiB / 1024,
+      idleEndMiB: idleEnd.heapUsedKiB / 1024,
+      maxMiB: maxOf((p) => p.heapUsedKiB) / 1024,
+      heapTotalIdleEndMiB: idleEnd.heapTotalKiB / 1024,
+    },
+    keepRuns: KEEP_RUNS,
     fds: { idleStart: idleStart.fds, warm: warm.fds, endLoad: lastLoad.fds, idleEnd: idleEnd.fds, max: maxOf((p) => p.fds), growth: fdGrowth },
     zombies: { maxSeen: maxOf((p) => p.zombiesSeen), maxPersistent: maxPersistentZombies, atEnd: idleEnd.zombiesSeen },
     orphans: { maxDuringLoad: maxOrphansDuringLoad, atEnd: orphansAtEnd, afterShutdown: orphansAfterShutdown },
@@ -666,6 +703,7 @@ ${warnings.length ? `\nObservations: ${warnings.join('; ')}.\n` : ''}
 | measure | idle start | at ${warm.t} s (warm) | end of load | idle end | max |
 | --- | --- | --- | --- | --- | --- |
 | daemon RSS | ${mib(idleStart.rssKiB / 1024)} | ${mib(warm.rssKiB / 1024)} | ${mib(lastLoad.rssKiB / 1024)} | ${mib(idleEnd.rssKiB / 1024)} | ${mib(summary.rss.maxMiB)} |
+| daemon V8 heap used (of allocated) | ${mib(idleStart.heapUsedKiB / 1024)} (${mib(idleStart.heapTotalKiB / 1024)}) | ${mib(warm.heapUsedKiB / 1024)} (${mib(warm.heapTotalKiB / 1024)}) | ${mib(lastLoad.heapUsedKiB / 1024)} (${mib(lastLoad.heapTotalKiB / 1024)}) | ${mib(idleEnd.heapUsedKiB / 1024)} (${mib(idleEnd.heapTotalKiB / 1024)}) | ${mib(summary.heapUsed.maxMiB)} |
 | open fds | ${idleStart.fds} | ${warm.fds} | ${lastLoad.fds} | ${idleEnd.fds} | ${summary.fds.max} |
 | zombie children (seen / persisting 1 s) | ${idleStart.zombiesSeen} / ${idleStart.zombiesPersistent} | ${warm.zombiesSeen} / ${warm.zombiesPersistent} | ${lastLoad.zombiesSeen} / ${lastLoad.zombiesPersistent} | ${idleEnd.zombiesSeen} / ${idleEnd.zombiesPersistent} | ${summary.zombies.maxSeen} / ${summary.zombies.maxPersistent} |
 | orphans | ${idleStart.orphans} | ${warm.orphans} | ${lastLoad.orphans} | ${orphansAtEnd.length} | ${Math.max(maxOrphansDuringLoad, orphansAtEnd.length)} |
@@ -682,7 +720,7 @@ ${sparkline(loadPoints, 90)}
 | --- | --- | --- | --- |
 ${windows.join('\n')}
 
-${runs.length} runs (${summary.runsPerMinute}/minute); daemon CPU ${cpuPercent.toFixed(0)}% of one core on average; VmHWM ${mib(summary.rss.hwmMiB)};
+${idleEnd.runsDone} runs ended (${summary.runsPerMinute}/minute; history keeps the newest ${KEEP_RUNS} per job, \`history.keep_runs\`, so the outcome counts below cover the ${runs.length} kept); daemon CPU ${cpuPercent.toFixed(0)}% of one core on average; VmHWM ${mib(summary.rss.hwmMiB)};
 \`duckvisorctl start\`: ${manual.accepted} accepted, ${manual.refused} refused as already live/queued; \`family\` runs whose
 left-behind grandchildren (one in the group, one setsid) the daemon stopped after the script exited: ${familySwept} of ${familyRuns.length}. By final state/reason:
 ${[...byOutcome].sort((a, b) => b[1] - a[1]).map(([outcome, n]) => `\`${outcome}\` ${n}`).join(', ')}.

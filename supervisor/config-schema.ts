@@ -42,6 +42,9 @@ export const minSampleInterval = 20;
 /** Default `concurrency`. */
 export const defaultConcurrency = 2;
 
+/** Default history retention: the newest runs kept per job, and the age (days) past which finished runs go. */
+export const historyDefaults = { keep_runs: 1000, keep_days: 90 };
+
 /** Defaults of one alert hook. */
 export const alertDefaults = { timeout: 10_000, retries: 2 };
 
@@ -320,6 +323,21 @@ const controlSchema = z
   })
   .meta({ description: 'How duckvisorctl and browsers reach the daemon' });
 
+const historySchema = z
+  .strictObject({
+    keep_runs: z
+      .int()
+      .min(0)
+      .meta({ description: `Finished runs kept per job, newest first; older ones are deleted with their samples and events: an integer >= 0, 0 = no count limit (default ${historyDefaults.keep_runs})` })
+      .optional(),
+    keep_days: z
+      .number()
+      .min(0)
+      .meta({ description: `Finished runs (and daemon events) older than this many days are deleted: a number >= 0, 0 = no age limit (default ${historyDefaults.keep_days})` })
+      .optional(),
+  })
+  .meta({ description: 'Retention of history.sqlite; live, queued and still-retrying runs are never deleted' });
+
 /** The whole config file as written (raw values). */
 export const configFileSchema = z
   .strictObject({
@@ -339,6 +357,7 @@ export const configFileSchema = z
       .meta({ description: 'What to do with live runs of a crashed daemon: kill or adopt (default kill)' })
       .optional(),
     control: controlSchema.optional(),
+    history: historySchema.optional(),
     defaults: z
       .strictObject(settingsShape)
       .meta({ description: 'Settings every job inherits unless it sets its own' })

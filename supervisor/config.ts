@@ -8,6 +8,7 @@ import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, ty
 import type { core } from 'zod';
 import {
   alertDefaults,
+  historyDefaults,
   builtInDefaults,
   configFileSchema,
   defaultConcurrency,
@@ -598,6 +599,7 @@ function resolveConfig(file: string, data: ConfigFile, env: NodeJS.ProcessEnv): 
     concurrency: data.concurrency ?? defaultConcurrency,
     control,
     recovery: data.recovery ?? 'kill',
+    history: { keep_runs: data.history?.keep_runs ?? historyDefaults.keep_runs, keep_days: data.history?.keep_days ?? historyDefaults.keep_days },
     defaults,
     jobs,
     alerts,
@@ -654,7 +656,7 @@ function formatSetting(key: string, value: unknown): string {
 function flatten(value: Record<string, unknown>, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
   for (const [key, inner] of Object.entries(value)) {
     const dotted = prefix ? `${prefix}.${key}` : key;
-    if (isRecord(inner) && (key === 'limits' || key === 'retries' || key === 'control')) flatten(inner, dotted, out);
+    if (isRecord(inner) && (key === 'limits' || key === 'retries' || key === 'control' || key === 'history')) flatten(inner, dotted, out);
     else out.set(dotted, inner);
   }
   return out;
@@ -692,6 +694,7 @@ export function diffConfigs(old: DaemonConfig, next: DaemonConfig): string[] {
       warehouse: config.warehouse,
       concurrency: config.concurrency,
       recovery: config.recovery,
+      ...(config.history ? { history: config.history } : {}),
       control: { ...config.control, ...(config.control.http_token ? { http_token: '(secret)' } : {}) },
     });
   const oldTop = top(old);

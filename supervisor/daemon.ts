@@ -1,10 +1,12 @@
 // The daemon: owns the config, the history, the scheduler, the live runs and the control server, and
 // drives each run through queued → starting → running → publishing → succeeded | failed | killed | interrupted.
 // Everything that can blow up (extractors, commands, the publisher) runs in a supervised child.
-import { closeSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { AlertDispatcher, type AlertPayload } from './alerts.js';
 import { startHttpServer, type HttpServerHandle } from './http.js';
 import { DaemonMetrics } from './metrics.js';
+import { historyDefaults } from './config-schema.js';
+import { newPersistedMarks, shouldPersist, type PersistedMarks } from './sample-persist.js';
 import { JobSchedules, skipIfStillRunning } from './schedule.js';
 import { createWebHandler, type WebHandler } from './web.js';
 import path from 'node:path';
@@ -30,6 +32,11 @@ const publisherStallTimeoutMs = 24 * 3600_000;
 
 /** How often progress is written to history at most, per run (the last value is always written). */
 const progressWriteIntervalMs = 500;
+
+/** How often finished runs beyond the history retention are pruned, ms (also at start and every `pruneEveryRuns` ends). */
+export const pruneIntervalMs = 3600_000;
+/** Finished runs between two prunes, so a busy daemon does not wait an hour to trim. */
+export const pruneEveryRuns = 200;
 
 /** Window over which the live progress rate is computed. */
 const rateWindowMs = 60_000;
@@ -67,6 +74,10 @@ interface LiveRun {
   lastProgressWrite: number;
   progressTimer: NodeJS.Timeout | undefined;
   lastSample: Sample | null;
+  /** What the last sample stored in history said (samples are stored at about one a second, see sample-persist.ts). */
+  persisted: PersistedMarks;
+  /** Whether `lastSample` has a row in history (the run's last sample always gets one). */
+  lastSampleStored: boolean;
   stop: { reason: KillReason; detail: string; shutdown: boolean } | null;
   /** The measured value and limit of the kill decision, for alerts. */
   kill: { measured: number | null; limit: number | null } | null;
@@ -116,7 +127,10 @@ export class Daemon implements ControlTarget {
   private readonly onStatus: (line: string) => void;
   private readonly onStopping: () => void;
   /** Prometheus series (served on control.http /metrics). */
-  readonly metrics = new DaemonMetrics();
+  readonly metrics: DaemonMetrics;
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private pruning = false;
+  private endsSincePrune = 0;
   private readonly alerts: AlertDispatcher;
   private readonly schedules: JobSchedules;
   private http: HttpServerHandle | null = null;
@@ -131,6 +145,8 @@ export class Daemon implements ControlTarget {
     this.env = options.env ?? process.env;
     this.onStatus = options.onStatus ?? (() => {});
     this.onStopping = options.onStopping ?? (() => {});
+    // The daemon's own process metrics (and their event-loop timer) only when something can scrape them.
+    this.metrics = new DaemonMetrics({ processMetrics: Boolean(options.config.control.http) });
     this.alerts = new AlertDispatcher(
       this.config.alerts,
       (delivery, subject) => {
@@ -184,7 +200,10 @@ export class Daemon implements ControlTarget {
     let history: History | undefined;
     let daemon: Daemon | undefined;
     try {
-      history = History.open(path.join(config.state_dir, 'history.sqlite'));
+      const startLog = options.log ?? silentLog;
+      history = History.open(path.join(config.state_dir, 'history.sqlite'), {
+        onWriteError: (error) => startLog.error('could not record samples', { error: error.message }),
+      });
       daemon = new Daemon(options, lock, history);
       // Recover before listening: once the socket answers, no leftover of a crashed daemon is alive.
       await daemon.recover();
@@ -198,6 +217,9 @@ export class Daemon implements ControlTarget {
       if (!daemon.once) daemon.applySchedules();
       daemon.history.addEvent({ kind: 'daemon', message: `duckvisord started (pid ${process.pid}, config ${config.file})` });
       daemon.abandonStaleCycles();
+      daemon.pruneHistory();
+      daemon.pruneTimer = setInterval(() => daemon!.pruneHistory(), pruneIntervalMs);
+      daemon.pruneTimer.unref();
       // Autostart jobs pull in their dependencies (even ones that are not autostart themselves): a dependent
       // only runs after its dependencies succeeded in the same cycle, so they must be part of it.
       const autostart = withDependencies(config.jobs, [...config.jobs.values()].filter((job) => job.autostart).map((job) => job.name));
@@ -484,6 +506,8 @@ export class Daemon implements ControlTarget {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = undefined;
     this.scheduler.stop();
     this.schedules.stopAll();
     await this.alerts.drain(5000);
@@ -520,6 +544,8 @@ export class Daemon implements ControlTarget {
       lastProgressWrite: 0,
       progressTimer: undefined,
       lastSample: null,
+      persisted: newPersistedMarks(),
+      lastSampleStored: false,
       stop: null,
       kill: null,
       lastError: null,
@@ -630,7 +656,10 @@ export class Daemon implements ControlTarget {
           if (publisher) return;
           liveRun.lastSample = sample;
           this.metrics.recordSample(job, sample, liveRun.job.limits);
-          this.history.addSample(runId, sample, liveRun.progress?.done ?? null);
+          // The policy saw this sample already; history keeps about one a second plus every telling one.
+          liveRun.lastSampleStored = shouldPersist(liveRun.persisted, sample, liveRun.job);
+          if (liveRun.lastSampleStored) this.history.addSample(runId, sample, liveRun.progress?.done ?? null);
+          else this.history.notePeaks(runId, sample);
         }),
       progress: (progress) =>
         guard('progress', () => {
@@ -845,7 +874,15 @@ export class Daemon implements ControlTarget {
   /** Writes a live run's terminal state, schedules a retry when the policy allows, and frees its slot. */
   private finishLive(liveRun: LiveRun, update: RunUpdate & { state: RunState }): void {
     this.live.delete(liveRun.id);
-    this.history.releaseSamples(liveRun.id);
+    try {
+      if (liveRun.lastSample && !liveRun.lastSampleStored) {
+        this.history.addSample(liveRun.id, liveRun.lastSample, liveRun.progress?.done ?? null);
+        liveRun.lastSampleStored = true;
+      }
+      this.history.releaseSamples(liveRun.id);
+    } catch (error) {
+      liveRun.log.error('could not record the last samples', { error: (error as Error).message });
+    }
     const row = this.endRun(liveRun.id, update, describeEnd(update));
     liveRun.log[update.state === 'succeeded' ? 'info' : 'warn'](describeEnd(update));
     if (![...this.live.values()].some((run) => run.job.name === liveRun.job.name)) this.metrics.clearJob(liveRun.job.name);
@@ -863,6 +900,7 @@ export class Daemon implements ControlTarget {
     this.history.updateRunWithEvent(runId, ended, { runId, job: this.history.getRun(runId)?.job ?? null, kind: 'state', message, data: { state: update.state, reason: update.reason ?? null } });
     const row = this.history.getRun(runId)!;
     this.metrics.recordRunEnd(row.job, row.state, row.reason);
+    if (++this.endsSincePrune >= pruneEveryRuns) setImmediate(() => this.pruneHistory());
     this.maybeRetry(row);
     // After the retry is queued: a dependency with a retry to come keeps its dependents waiting.
     if (row.cycle_id !== null && this.openCycles.has(row.cycle_id)) this.advanceCycles();
@@ -895,6 +933,47 @@ export class Daemon implements ControlTarget {
       return;
     }
     this.scheduler.enqueueRetry(row, delay, reason);
+  }
+
+  // ---------------------------------------------------------------- history retention
+
+  /**
+   * Deletes finished runs beyond `history.keep_runs`/`keep_days` (with samples, events and log files), one
+   * small batch per event-loop turn so sampling and the control API never wait long. Live, queued and
+   * still-retrying runs are kept (History.pruneRuns). Runs at start, hourly, and every `pruneEveryRuns` ends.
+   */
+  pruneHistory(): void {
+    if (this.pruning || this.closed) return;
+    this.pruning = true;
+    this.endsSincePrune = 0;
+    const retention = this.config.history ?? historyDefaults;
+    let total = 0;
+    const step = (): void => {
+      if (this.closed) {
+        this.pruning = false;
+        return;
+      }
+      let pruned;
+      try {
+        pruned = this.history.pruneRuns({ keepRuns: retention.keep_runs, keepDays: retention.keep_days });
+      } catch (error) {
+        this.pruning = false;
+        this.log.error('could not prune the history', { error: (error as Error).message });
+        return;
+      }
+      total += pruned.length;
+      for (const run of pruned) {
+        if (!run.log_path) continue;
+        for (const file of [run.log_path, run.log_path.replace(/\.log$/, '.publish.log')]) rmSync(file, { force: true });
+      }
+      if (pruned.length > 0) {
+        setImmediate(step);
+        return;
+      }
+      this.pruning = false;
+      if (total > 0) this.log.info('history pruned', { runs: total, keep_runs: retention.keep_runs, keep_days: retention.keep_days });
+    };
+    step();
   }
 
   // ---------------------------------------------------------------- crash recovery
@@ -946,6 +1025,8 @@ export class Daemon implements ControlTarget {
       lastProgressWrite: 0,
       progressTimer: undefined,
       lastSample: null,
+      persisted: newPersistedMarks(),
+      lastSampleStored: false,
       stop: null,
       kill: null,
       lastError: null,

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from './paths.js';
-import type { RunState, Sample } from './types.js';
+import { terminalStates, type RunState, type Sample } from './types.js';
 
 /** Where the numbered `NNN_name.sql` migrations live (source tree; tsc does not copy .sql files). */
 export const defaultMigrationsDir = path.join(projectRoot, 'supervisor', 'migrations');
@@ -110,6 +110,26 @@ export interface RunView extends Omit<RunRow, 'queued_at' | 'started_at' | 'ende
   result: unknown;
 }
 
+/** How much finished history to keep; 0 switches a rule off. */
+export interface RetentionRule {
+  /** Newest runs kept per job (finished runs beyond them are pruned). */
+  keepRuns: number;
+  /** Finished runs (and daemon-wide events) older than this many days are pruned. */
+  keepDays: number;
+}
+
+/** A run removed by `pruneRuns` (its log file is the caller's to delete). */
+export interface PrunedRun {
+  id: string;
+  job: string;
+  log_path: string | null;
+}
+
+/** Runs removed per `pruneRuns` call: small enough that one call keeps the event loop busy only a few ms. */
+export const defaultPruneBatch = 100;
+
+const dayMs = 86_400_000;
+
 /** Thrown when the history file cannot be used (newer schema, bad migration file); the message says what to do. */
 export class HistoryError extends Error {
   override name = 'HistoryError';
@@ -174,6 +194,7 @@ export function readMigrations(dir: string): Migration[] {
 }
 
 interface SampleState {
+  runId: string;
   seq: number;
   stride: number;
   stored: number;
@@ -181,12 +202,46 @@ interface SampleState {
   maxRssSeq: number;
   /** An off-stride sample stored only because it is the latest; replaced by the next one. */
   tailSeq: number | null;
+  /** Exact peaks over every sample seen (stored or not), and what `runs` holds so far. */
+  peakRss: number;
+  peakSwap: number;
+  writtenPeakRss: number;
+  writtenPeakSwap: number;
+  /** Sample time of the last peaks write; -Infinity before the first. */
+  peaksWrittenAt: number;
+  /** Sample time from which the changed peaks may be written. */
+  peaksDueAt: number;
+  /** Time of the newest sample seen. */
+  lastSeenAt: number;
 }
+
+/** One sample waiting for the end-of-tick write. */
+interface PendingSample {
+  state: SampleState;
+  at: number;
+  rss: number;
+  swap: number;
+  cpu: number;
+  majflt_rate: number;
+  disk_free: number;
+  procs: number;
+  progressDone: number | null;
+}
+
+/** Peaks of a live run are written to `runs` at most this often (sample time, ms); the run's end writes them exactly. */
+export const PEAKS_WRITE_INTERVAL_MS = 1000;
 
 export interface HistoryOptions {
   migrationsDir?: string;
   maxSamplesPerRun?: number;
+  /** Pages of SQLite's page cache (negative: KiB), bounding the daemon's memory; default -2048 (2 MiB). */
+  cacheSize?: number;
+  /** Called when a deferred sample write fails (the batch is dropped; the daemon goes on). */
+  onWriteError?: (error: Error) => void;
 }
+
+/** Default SQLite page cache: 2 MiB (the history is written in small batches and read rarely). */
+export const defaultCacheSizeKiB = 2048;
 
 // Why a class: it owns one connection and its prepared statements, plus the per-run downsampling state.
 /** The daemon's SQLite history. Open with `History.open(file)`. */
@@ -196,11 +251,27 @@ export class History {
   private readonly maxSamples: number;
   private readonly sampleStates = new Map<string, SampleState>();
   private readonly statements;
+  private pending: PendingSample[] = [];
+  /** Runs whose peaks rose above what `runs` holds. */
+  private readonly dirtyPeaks = new Set<SampleState>();
+  private flushScheduled = false;
+  private readonly onWriteError: (error: Error) => void;
+  private readonly flushSoon = (): void => {
+    this.flushScheduled = false;
+    if (!this.db.open) return;
+    try {
+      this.flush();
+    } catch (error) {
+      this.onWriteError(error as Error);
+    }
+  };
+  private readonly writeBatch: (batch: PendingSample[], peaks: boolean) => void;
 
-  private constructor(file: string, db: Database.Database, maxSamples: number) {
+  private constructor(file: string, db: Database.Database, maxSamples: number, onWriteError: (error: Error) => void) {
     this.file = file;
     this.db = db;
     this.maxSamples = maxSamples;
+    this.onWriteError = onWriteError;
     this.statements = {
       insertRun: db.prepare(
         `INSERT INTO runs (id, ${runColumns.join(', ')}) VALUES (@id, ${runColumns.map((c) => '@' + c).join(', ')})`,
@@ -225,6 +296,10 @@ export class History {
       queue: db.prepare('SELECT * FROM queue ORDER BY not_before, enqueued_at, run_id'),
       countBad: db.prepare('UPDATE runs SET bad_messages = bad_messages + 1 WHERE id = ?'),
     };
+    this.writeBatch = db.transaction((batch: PendingSample[], peaks: boolean) => {
+      for (let i = 0; i < batch.length; i++) this.storeSample(batch[i]!);
+      if (peaks) this.writeDirtyPeaks(false);
+    });
   }
 
   /** Opens (creating if needed) the history database and applies pending migrations in order. */
@@ -241,11 +316,18 @@ export class History {
       db.close();
       throw error;
     }
-    return new History(file, db, options.maxSamplesPerRun ?? defaultMaxSamplesPerRun);
+    db.pragma(`cache_size = ${options.cacheSize ?? -defaultCacheSizeKiB}`);
+    const onWriteError = options.onWriteError ?? ((error: Error) => console.error('duckvisor: could not write samples:', error.message));
+    return new History(file, db, options.maxSamplesPerRun ?? defaultMaxSamplesPerRun, onWriteError);
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      this.flush(true);
+    } finally {
+      this.db.close();
+    }
   }
 
   /** Versions of the applied migrations, ascending. */
@@ -353,45 +435,189 @@ export class History {
   }
 
   /**
-   * Stores one sample and raises the run's peaks. Every sample is kept until the run has `maxSamples`
-   * stored; then the stride doubles and every stored sample off the new stride is deleted — except the
-   * max-RSS sample and the latest one, which are always kept. `progressDone` is the run's live progress
-   * at that moment (null before the first report), stored with the sample for the progress curve.
+   * Stores one sample and raises the run's peaks. The write is deferred to the end of the current event-loop
+   * turn, where every sample of that turn (all runs of one sampling tick) goes in ONE transaction; reads of
+   * samples (`samples`, `flush`, `close`, `releaseSamples`) write what is pending first.
+   *
+   * Every sample is kept until the run has `maxSamples` stored; then the stride doubles and every stored
+   * sample off the new stride is deleted — except the max-RSS sample and the latest one, which are always
+   * kept. `progressDone` is the run's live progress at that moment (null before the first report), stored
+   * with the sample for the progress curve.
    */
   addSample(runId: string, sample: Sample, progressDone: number | null = null): void {
     const state = this.sampleState(runId);
-    this.db.transaction(() => {
-      state.seq += 1;
-      const seq = state.seq;
-      if (state.tailSeq !== null && state.tailSeq !== state.maxRssSeq) {
-        this.statements.deleteSample.run(runId, state.tailSeq);
-        state.stored -= 1;
-      }
-      state.tailSeq = null;
-      this.statements.insertSample.run(runId, seq, sample.at, Math.round(sample.rss), Math.round(sample.swap), sample.cpu, sample.majflt_rate, Math.round(sample.disk_free), sample.procs, progressDone);
-      state.stored += 1;
-      if (sample.rss > state.maxRss) {
-        state.maxRss = sample.rss;
-        state.maxRssSeq = seq;
-      }
-      if (seq % state.stride !== 0) state.tailSeq = seq;
-      if (state.stored > this.maxSamples) {
-        state.stride *= 2;
-        this.statements.thinSamples.run(runId, state.stride, state.maxRssSeq, seq);
-        state.stored = (this.statements.countSamples.get(runId) as { n: number }).n;
-        state.tailSeq = seq % state.stride !== 0 ? seq : null;
-      }
-      this.statements.peaks.run(Math.round(sample.rss), Math.round(sample.swap), runId);
-    })();
+    this.raisePeaks(state, sample);
+    this.pending.push({
+      state,
+      at: sample.at,
+      rss: Math.round(sample.rss),
+      swap: Math.round(sample.swap),
+      cpu: sample.cpu,
+      majflt_rate: sample.majflt_rate,
+      disk_free: Math.round(sample.disk_free),
+      procs: sample.procs,
+      progressDone,
+    });
+    this.scheduleFlush();
+  }
+
+  /**
+   * Takes a sample into the run's peaks without storing it (the daemon stores at most about one sample a
+   * second per run); `runs.peak_rss_bytes`/`peak_swap_bytes` stay the max over EVERY sample.
+   */
+  notePeaks(runId: string, sample: Pick<Sample, 'at' | 'rss' | 'swap'>): void {
+    if (this.raisePeaks(this.sampleState(runId), sample)) this.scheduleFlush();
+  }
+
+  /** Writes the pending samples (one transaction) and the peaks due; `allPeaks` writes every changed peak now. */
+  flush(allPeaks = false): void {
+    if (this.pending.length === 0 && this.dirtyPeaks.size === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.writeBatch(batch, false);
+    } finally {
+      // Peaks outside the sample transaction: a failed sample batch must not hold back the peaks.
+      if (this.dirtyPeaks.size > 0) this.db.transaction(() => this.writeDirtyPeaks(allPeaks))();
+    }
+  }
+
+  private raisePeaks(state: SampleState, sample: Pick<Sample, 'at' | 'rss' | 'swap'>): boolean {
+    let raised = false;
+    const rss = Math.round(sample.rss);
+    const swap = Math.round(sample.swap);
+    if (rss > state.peakRss) (state.peakRss = rss), (raised = true);
+    if (swap > state.peakSwap) (state.peakSwap = swap), (raised = true);
+    if (raised && (state.peakRss > state.writtenPeakRss || state.peakSwap > state.writtenPeakSwap)) {
+      this.dirtyPeaks.add(state);
+      // Sample time drives the throttle, so a run's peaks reach `runs` at most once a second of its samples.
+      if (sample.at - state.peaksWrittenAt < PEAKS_WRITE_INTERVAL_MS) state.peaksDueAt = state.peaksWrittenAt + PEAKS_WRITE_INTERVAL_MS;
+      else state.peaksDueAt = sample.at;
+      state.lastSeenAt = sample.at;
+      return true;
+    }
+    if (sample.at > state.lastSeenAt) state.lastSeenAt = sample.at;
+    return false;
+  }
+
+  private writeDirtyPeaks(all: boolean): void {
+    for (const state of this.dirtyPeaks) {
+      if (!all && state.lastSeenAt < state.peaksDueAt) continue;
+      this.statements.peaks.run(state.peakRss, state.peakSwap, state.runId);
+      state.writtenPeakRss = state.peakRss;
+      state.writtenPeakSwap = state.peakSwap;
+      state.peaksWrittenAt = state.lastSeenAt;
+      this.dirtyPeaks.delete(state);
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flushSoon).unref();
+  }
+
+  private storeSample(pending: PendingSample): void {
+    const state = pending.state;
+    const runId = state.runId;
+    state.seq += 1;
+    const seq = state.seq;
+    if (state.tailSeq !== null && state.tailSeq !== state.maxRssSeq) {
+      this.statements.deleteSample.run(runId, state.tailSeq);
+      state.stored -= 1;
+    }
+    state.tailSeq = null;
+    this.statements.insertSample.run(runId, seq, pending.at, pending.rss, pending.swap, pending.cpu, pending.majflt_rate, pending.disk_free, pending.procs, pending.progressDone);
+    state.stored += 1;
+    if (pending.rss > state.maxRss) {
+      state.maxRss = pending.rss;
+      state.maxRssSeq = seq;
+    }
+    if (seq % state.stride !== 0) state.tailSeq = seq;
+    if (state.stored > this.maxSamples) {
+      state.stride *= 2;
+      this.statements.thinSamples.run(runId, state.stride, state.maxRssSeq, seq);
+      state.stored = (this.statements.countSamples.get(runId) as { n: number }).n;
+      state.tailSeq = seq % state.stride !== 0 ? seq : null;
+    }
   }
 
   samples(runId: string): SampleRow[] {
+    this.flush();
     return this.statements.samples.all(runId) as SampleRow[];
   }
 
-  /** Forgets the in-memory downsampling state of a finished run. */
+  /** Writes a finished run's pending samples and exact peaks, then forgets its in-memory sampling state. */
   releaseSamples(runId: string): void {
+    const state = this.sampleStates.get(runId);
+    if (!state) return;
+    this.flush();
+    if (this.dirtyPeaks.has(state)) {
+      this.statements.peaks.run(state.peakRss, state.peakSwap, runId);
+      this.dirtyPeaks.delete(state);
+    }
     this.sampleStates.delete(runId);
+  }
+
+  /** Number of runs whose sampling state is held in memory (live runs; for leak checks). */
+  get trackedRuns(): number {
+    return this.sampleStates.size;
+  }
+
+  /**
+   * Deletes up to `batch` finished runs beyond the retention (with their samples and events), oldest first.
+   * Never touches a live or queued run, a run whose retry chain still has a live or queued attempt (its
+   * attempts are counted), nor a run of an open cycle. Returns what it deleted; call again until it returns
+   * fewer than `batch`.
+   */
+  pruneRuns(rule: RetentionRule, now: number = Date.now(), batch: number = defaultPruneBatch): PrunedRun[] {
+    const keepRuns = rule.keepRuns > 0 ? Math.floor(rule.keepRuns) : 0;
+    const cutoff = rule.keepDays > 0 ? now - rule.keepDays * dayMs : null;
+    if (keepRuns === 0 && cutoff === null) return [];
+    this.flush(true);
+    const terminal = [...terminalStates].map((state) => `'${state}'`).join(', ');
+    const overCount = keepRuns > 0 ? 'r.rank > @keepRuns' : '0';
+    const tooOld = cutoff !== null ? 'coalesce(r.ended_at, r.queued_at) < @cutoff' : '0';
+    const victims = this.db
+      .prepare(
+        `SELECT r.id, r.job, r.log_path FROM (
+           SELECT id, job, log_path, state, chain_id, cycle_id, queued_at, ended_at,
+                  row_number() OVER (PARTITION BY job ORDER BY queued_at DESC, id DESC) AS rank
+           FROM runs) r
+         WHERE r.state IN (${terminal}) AND (${overCount} OR ${tooOld})
+           AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.run_id = r.id)
+           AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.chain_id = r.chain_id AND c.state NOT IN (${terminal}))
+           AND (r.cycle_id IS NULL OR NOT EXISTS (SELECT 1 FROM cycles y WHERE y.id = r.cycle_id AND y.ended_at IS NULL))
+         ORDER BY r.queued_at, r.id
+         LIMIT @batch`,
+      )
+      .all({ keepRuns, cutoff: cutoff ?? 0, batch: Math.max(1, Math.floor(batch)) }) as PrunedRun[];
+    if (victims.length === 0 && cutoff === null) return victims;
+    const deleteSamples = this.db.prepare('DELETE FROM samples WHERE run_id = ?');
+    const deleteEvents = this.db.prepare('DELETE FROM events WHERE run_id = ?');
+    const deleteRun = this.db.prepare('DELETE FROM runs WHERE id = ?');
+    this.db.transaction(() => {
+      for (const victim of victims) {
+        deleteSamples.run(victim.id);
+        deleteEvents.run(victim.id);
+        deleteRun.run(victim.id);
+        this.sampleStates.delete(victim.id);
+      }
+      if (cutoff !== null) {
+        // Daemon-wide events (starts, reloads, skipped schedules) and ended cycles nothing refers to any more.
+        this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE run_id IS NULL AND at < ? ORDER BY id LIMIT ?)').run(cutoff, batch * 10);
+        this.db
+          .prepare('DELETE FROM cycles WHERE id IN (SELECT id FROM cycles y WHERE y.ended_at IS NOT NULL AND y.ended_at < ? AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.cycle_id = y.id) LIMIT ?)')
+          .run(cutoff, batch);
+      }
+    })();
+    return victims;
+  }
+
+  /** Number of rows in runs, samples and events (retention checks and the soak report). */
+  counts(): { runs: number; samples: number; events: number } {
+    const count = (table: string) => (this.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return { runs: count('runs'), samples: count('samples'), events: count('events') };
   }
 
   enqueue(runId: string, job: string, notBefore: number): void {
@@ -451,7 +677,25 @@ export class History {
       const max = this.statements.maxRssSample.get(runId) as { seq: number; rss: number } | undefined;
       let stride = 1;
       while (counts.last !== null && counts.last / stride > this.maxSamples) stride *= 2;
-      state = { seq: counts.last ?? 0, stride, stored: counts.n, maxRss: max?.rss ?? -1, maxRssSeq: max?.seq ?? 0, tailSeq: null };
+      const peaks = this.statements.getRun.get(runId) as Pick<RunRow, 'peak_rss_bytes' | 'peak_swap_bytes'> | undefined;
+      const peakRss = peaks?.peak_rss_bytes ?? 0;
+      const peakSwap = peaks?.peak_swap_bytes ?? 0;
+      state = {
+        runId,
+        seq: counts.last ?? 0,
+        stride,
+        stored: counts.n,
+        maxRss: max?.rss ?? -1,
+        maxRssSeq: max?.seq ?? 0,
+        tailSeq: null,
+        peakRss,
+        peakSwap,
+        writtenPeakRss: peakRss,
+        writtenPeakSwap: peakSwap,
+        peaksWrittenAt: Number.NEGATIVE_INFINITY,
+        peaksDueAt: Number.NEGATIVE_INFINITY,
+        lastSeenAt: Number.NEGATIVE_INFINITY,
+      };
       this.sampleStates.set(runId, state);
     }
     return state;

@@ -58,6 +58,22 @@ interface TrackedProcess {
   walk: number;
 }
 
+// One pid-cursor read per wake-up of the sampling clock instead of one per run: the cursor only has to be
+// read before the children files it guards, and a value read earlier in the same wake-up is older still, so
+// a process born after it is looked for at the next tick exactly as with a fresh read.
+let wakeCursorValid = false;
+let wakeCursor = Number.NaN;
+let insideWake = false;
+
+function pidCursorForWalk(): number {
+  if (!insideWake) return readPidCursor();
+  if (!wakeCursorValid) {
+    wakeCursor = readPidCursor();
+    wakeCursorValid = true;
+  }
+  return wakeCursor;
+}
+
 // Why the walk's queue holds plain numbers: (pid, source) pairs pushed on one reused array cost nothing
 // per tick, where an object per queued pid was a good part of the sampler's garbage.
 const FROM_RECORD = 0;
@@ -138,7 +154,7 @@ export class ProcessTree {
     const walk = ++this.walks;
     const swapInUse = hostSwapInUse(200, now);
     // Read before any children file: a process born after this moment moves the cursor and is looked for next tick.
-    const pidCursor = readPidCursor();
+    const pidCursor = pidCursorForWalk();
     const queue = this.queue;
     const live = this.live;
     this.queueSize = 0;
@@ -556,13 +572,26 @@ export class SamplingClock {
     const slots = this.slots;
     let next = Number.POSITIVE_INFINITY;
     let inactive = 0;
+    insideWake = true;
+    wakeCursorValid = false;
+    try {
+      next = this.sampleDue(slots);
+    } finally {
+      insideWake = false;
+      wakeCursorValid = false;
+    }
+    for (let i = 0; i < slots.length; i++) if (!slots[i]!.active) inactive++;
+    if (inactive > 0 && this.slots === slots) this.slots = slots.filter((slot) => slot.active);
+    if (next !== Number.POSITIVE_INFINITY && this.activeCount > 0) this.arm(next, performance.now());
+  }
+
+  /** Samples every slot that is due; returns the earliest next due time. */
+  private sampleDue(slots: SamplingSlot[]): number {
+    let next = Number.POSITIVE_INFINITY;
     // Targets added during the pass are appended and not due yet; the length is read each time on purpose.
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
-      if (!slot.active) {
-        inactive++;
-        continue;
-      }
+      if (!slot.active) continue;
       const now = performance.now();
       if (slot.dueAt <= now + EARLY_TOLERANCE_MS) {
         let delay: number;
@@ -573,13 +602,9 @@ export class SamplingClock {
           console.error('duckvisor: sampling tick threw:', error);
           delay = slot.delayMs;
         }
-        if (!slot.active) {
-          inactive++;
-          continue;
-        }
+        if (!slot.active) continue;
         if (delay < 0) {
           this.remove(slot);
-          inactive++;
           continue;
         }
         slot.delayMs = Math.max(1, delay);
@@ -587,8 +612,7 @@ export class SamplingClock {
       }
       if (slot.dueAt < next) next = slot.dueAt;
     }
-    if (inactive > 0 && this.slots === slots) this.slots = slots.filter((slot) => slot.active);
-    if (next !== Number.POSITIVE_INFINITY && this.activeCount > 0) this.arm(next, performance.now());
+    return next;
   }
 }
 

@@ -97,9 +97,19 @@ export interface DaemonConfig {
   };
   /** What to do with live process groups of a crashed daemon: kill them, or adopt and supervise them. */
   recovery: 'kill' | 'adopt';
+  /** Retention of history.sqlite (config.ts always sets it; absent = the built-in defaults). */
+  history?: HistoryRetention;
   defaults: JobSettings;
   jobs: Map<string, JobConfig>;
   alerts: AlertConfig[];
+}
+
+/** How much finished history the daemon keeps; 0 switches a rule off. */
+export interface HistoryRetention {
+  /** Finished runs kept per job, newest first. */
+  keep_runs: number;
+  /** Finished runs older than this many days are deleted. */
+  keep_days: number;
 }
 
 /** One reading of a run's process tree. */

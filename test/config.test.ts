@@ -129,6 +129,9 @@ const badCases: BadCase[] = [
     field: 'jobs["x; rm -rf /"]',
     says: /is not an accepted job name; .*safe in file names, shells and URLs/,
   },
+  { title: 'history.keep_runs negative', yaml: lines('state_dir: s', 'history:', '  keep_runs: -1'), line: 3, field: 'history.keep_runs', says: /below the minimum 0.*integer >= 0/ },
+  { title: 'history.keep_days as text', yaml: lines('state_dir: s', 'history:', '  keep_days: forever'), line: 3, field: 'history.keep_days', says: /expected a number, found the text "forever"/ },
+  { title: 'unknown key in history', yaml: lines('state_dir: s', 'history:', '  keep_run: 5'), line: 3, field: 'history.keep_run', says: /did you mean `keep_runs`\?/ },
   { title: 'recovery not kill or adopt', yaml: lines('state_dir: s', 'recovery: maybe'), line: 2, field: 'recovery', says: /"maybe" is not allowed; .*kill or adopt/ },
   { title: 'autostart yes is not a boolean', yaml: lines('state_dir: s', 'jobs:', '  a:', '    command: [x]', '    autostart: yes'), line: 5, field: 'jobs.a.autostart', says: /expected true or false/ },
   { title: 'unknown retry reason', yaml: lines('state_dir: s', 'defaults:', '  retries:', '    on: [crash, oom]'), line: 4, field: 'defaults.retries.on[1]', says: /"oom" is not a retry reason/ },
@@ -216,6 +219,7 @@ test('defaults are applied to a minimal config', (t) => {
   t.is(config.warehouse, path.join(dir, 'state', 'warehouse.duckdb'));
   t.is(config.concurrency, 2);
   t.is(config.recovery, 'kill');
+  t.deepEqual(config.history, { keep_runs: 1000, keep_days: 90 });
   t.deepEqual(config.control, { socket: path.join(dir, 'state', 'duckvisor.sock') });
   t.deepEqual(config.alerts, []);
   t.deepEqual(config.defaults, {
@@ -431,9 +435,18 @@ test('the shipped config/duckvisor.yaml loads', (t) => {
   }
 });
 
+test('history retention is read, 0 switches a rule off, and a reload reports its change', (t) => {
+  const before = load(lines('state_dir: s', 'history:', '  keep_runs: 50', '  keep_days: 0'));
+  t.deepEqual(before.history, { keep_runs: 50, keep_days: 0 });
+  const after = load(lines('state_dir: s', 'history:', '  keep_runs: 50', '  keep_days: 7.5'));
+  t.deepEqual(after.history, { keep_runs: 50, keep_days: 7.5 });
+  const changes = diffConfigs(before, after);
+  t.true(changes.some((line) => line.includes('history.keep_days') && line.includes('7.5')), changes.join('\n'));
+});
+
 test('config/duckvisor.schema.json is current (regenerate: node dist/supervisor/write-config-schema.js)', (t) => {
   const committed = fs.readFileSync(configSchemaFile, 'utf8');
   t.is(committed, configSchemaText());
   const schema = JSON.parse(committed) as { properties: Record<string, unknown> };
-  t.deepEqual(Object.keys(schema.properties), ['state_dir', 'warehouse', 'concurrency', 'recovery', 'control', 'defaults', 'jobs', 'alerts']);
+  t.deepEqual(Object.keys(schema.properties), ['state_dir', 'warehouse', 'concurrency', 'recovery', 'control', 'history', 'defaults', 'jobs', 'alerts']);
 });

@@ -155,3 +155,116 @@ test('the queue persists and lists in due order; listRuns filters and sorts newe
   t.deepEqual(reopened.queue().map((q) => q.run_id), ['b']);
   reopened.close();
 });
+
+function finishedRun(history: History, id: string, job: string, queuedAt: number, extra: Partial<Parameters<History['createRun']>[0]> = {}) {
+  return history.createRun({ id, job, attempt: 1, chain_id: id, state: 'succeeded', queued_at: queuedAt, ended_at: queuedAt + 1000, ...extra });
+}
+
+test('samples of one event-loop turn are written in one transaction at its end', async (t) => {
+  const file = path.join(tempDir(), 'history.sqlite');
+  const history = History.open(file);
+  t.teardown(() => history.close());
+  for (const id of ['r1', 'r2', 'r3']) newRun(history, id);
+  const reader = new Database(file, { readonly: true });
+  t.teardown(() => reader.close());
+  const stored = () => (reader.prepare('SELECT count(*) AS n FROM samples').get() as { n: number }).n;
+  for (let i = 1; i <= 4; i += 1) for (const id of ['r1', 'r2', 'r3']) history.addSample(id, sample(i * 250, 1000 * i));
+  t.is(stored(), 0, 'nothing is written while the turn goes on');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(stored(), 12, 'the whole turn landed at once');
+  t.deepEqual(history.samples('r2').map((s) => s.rss), [1000, 2000, 3000, 4000]);
+});
+
+test('peaks stay exact over samples that are not stored, and reach runs at the run end', (t) => {
+  const file = path.join(tempDir(), 'history.sqlite');
+  const history = History.open(file);
+  newRun(history, 'r1');
+  history.addSample('r1', sample(1000, 5_000_000));
+  history.notePeaks('r1', { at: 1250, rss: 7_000_000, swap: 4_000_000 }); // a spike only the policy saw
+  history.addSample('r1', sample(1500, 5_100_000));
+  t.false(history.samples('r1').some((s) => s.rss === 7_000_000), 'the spike has no sample row');
+  history.releaseSamples('r1');
+  t.is(history.trackedRuns, 0, 'no per-run state is left behind');
+  const run = history.getRun('r1')!;
+  t.is(run.peak_rss_bytes, 7_000_000);
+  t.is(run.peak_swap_bytes, 4_000_000);
+  history.close();
+});
+
+test('peaks of a live run are written at most once a second of samples', (t) => {
+  const history = History.open(path.join(tempDir(), 'history.sqlite'));
+  t.teardown(() => history.close());
+  newRun(history, 'r1');
+  history.addSample('r1', sample(10_000, 1_000_000));
+  history.flush();
+  t.is(history.getRun('r1')!.peak_rss_bytes, 1_000_000, 'the first peak is written at once');
+  history.notePeaks('r1', { at: 10_250, rss: 2_000_000, swap: 0 });
+  history.flush();
+  t.is(history.getRun('r1')!.peak_rss_bytes, 1_000_000, 'a rise within the second waits');
+  history.notePeaks('r1', { at: 11_000, rss: 1_500_000, swap: 0 });
+  history.flush();
+  t.is(history.getRun('r1')!.peak_rss_bytes, 2_000_000, 'one second later the higher peak is written');
+});
+
+test('retention by count keeps the newest runs per job and never a live, queued or retrying one', (t) => {
+  const history = History.open(path.join(tempDir(), 'history.sqlite'));
+  t.teardown(() => history.close());
+  const now = Date.now();
+  for (let i = 0; i < 10; i += 1) {
+    finishedRun(history, `a-${i}`, 'job-a', now - 100_000 + i * 1000);
+    history.addSample(`a-${i}`, sample(now, 1000));
+    history.addEvent({ runId: `a-${i}`, job: 'job-a', kind: 'state', message: 'succeeded' });
+    history.releaseSamples(`a-${i}`);
+  }
+  for (let i = 0; i < 3; i += 1) finishedRun(history, `b-${i}`, 'job-b', now - 50_000 + i);
+  // Protected although old: a failed first attempt whose retry is queued (attempts are counted along the chain) ...
+  finishedRun(history, 'a-chain-1', 'job-a', now - 200_000, { state: 'failed', reason: 'crash' });
+  history.createQueuedRun({ id: 'a-chain-2', job: 'job-a', attempt: 2, chain_id: 'a-chain-1', queued_at: now - 199_000 }, now + 60_000);
+  // ... and a live run.
+  history.createRun({ id: 'a-live', job: 'job-a', attempt: 1, chain_id: 'a-live', state: 'running', queued_at: now - 300_000 });
+
+  const pruned = history.pruneRuns({ keepRuns: 3, keepDays: 0 }, now);
+  // job-a's newest three by queue time are a-9, a-8, a-7; the older chain and the live run are kept anyway.
+  t.deepEqual(pruned.map((run) => run.id), ['a-0', 'a-1', 'a-2', 'a-3', 'a-4', 'a-5', 'a-6']);
+  const left = history.listRuns({ limit: 100 }).map((run) => run.id).sort();
+  t.deepEqual(left, ['a-7', 'a-8', 'a-9', 'a-chain-1', 'a-chain-2', 'a-live', 'b-0', 'b-1', 'b-2'].sort());
+  t.is(history.samples('a-0').length, 0, 'samples go with the run');
+  t.is(history.events('a-0').length, 0, 'events go with the run');
+  t.is(history.samples('a-9').length, 1, 'a kept run keeps its samples');
+  t.deepEqual(history.pruneRuns({ keepRuns: 3, keepDays: 0 }, now), [], 'nothing more to prune');
+});
+
+test('retention by age prunes old finished runs and daemon events in small batches, never a run of an open cycle', (t) => {
+  const history = History.open(path.join(tempDir(), 'history.sqlite'));
+  t.teardown(() => history.close());
+  const now = Date.now();
+  const day = 86_400_000;
+  for (let i = 0; i < 7; i += 1) finishedRun(history, `old-${i}`, `job-${i % 2}`, now - 40 * day + i);
+  finishedRun(history, 'recent', 'job-0', now - 2 * day);
+  history.createCycle({ id: 'c1', kind: 'schedule', root: 'job-0', jobs: ['job-0'], started_at: now - 41 * day });
+  finishedRun(history, 'old-in-open-cycle', 'job-0', now - 40 * day, { cycle_id: 'c1' });
+  history.addEvent({ kind: 'daemon', message: 'started long ago', at: now - 40 * day });
+  history.addEvent({ kind: 'daemon', message: 'started lately', at: now - day });
+
+  const batches: number[] = [];
+  for (;;) {
+    const pruned = history.pruneRuns({ keepRuns: 0, keepDays: 30 }, now, 3);
+    batches.push(pruned.length);
+    if (pruned.length < 3) break;
+  }
+  t.deepEqual(batches, [3, 3, 1], 'at most one batch per call');
+  t.deepEqual(history.listRuns({ limit: 100 }).map((run) => run.id).sort(), ['old-in-open-cycle', 'recent']);
+  t.is(history.counts().events, 1, 'the old daemon event is gone, the recent one stays');
+  history.endCycle('c1', 'succeeded', now - 40 * day);
+  t.deepEqual(history.pruneRuns({ keepRuns: 0, keepDays: 30 }, now).map((run) => run.id), ['old-in-open-cycle'], 'pruned once its cycle ended');
+  history.pruneRuns({ keepRuns: 0, keepDays: 30 }, now);
+  t.is(history.getCycle('c1'), undefined, 'an old ended cycle with no run left goes too');
+});
+
+test('retention off (both 0) deletes nothing', (t) => {
+  const history = History.open(path.join(tempDir(), 'history.sqlite'));
+  t.teardown(() => history.close());
+  finishedRun(history, 'ancient', 'job', 0);
+  t.deepEqual(history.pruneRuns({ keepRuns: 0, keepDays: 0 }), []);
+  t.is(history.counts().runs, 1);
+});
