@@ -147,12 +147,38 @@ export class ArtifactTableReader {
     const projection = names
       .map((name) => (present.has(name) ? `TRY_CAST(${quote(name)} AS ${columns[name]}) AS ${quote(name)}` : `NULL::${columns[name]} AS ${quote(name)}`))
       .join(', ');
-    const result = await this.connection.stream(`SELECT ${projection} FROM ${scan(format, file)}`);
+    const types = names.map((name) => columns[name]!);
+    for await (const rows of this.streamToEnd(`SELECT ${projection}${projection === '' ? '' : ', '}1 FROM ${scan(format, file)}`, types)) {
+      yield rows.map((row) => row.slice(0, names.length).map(cell));
+    }
+  }
+
+  /**
+   * The rows of `select` (whose last column is never NULL), chunk by chunk. The node bindings end a
+   * stream that fails midway as if it were complete, so a sentinel row (last column NULL) is appended
+   * with UNION ALL: the read is whole only when the sentinel arrives last. Otherwise the query is run
+   * again, materialized, which raises the error DuckDB hit (a value that fails its sniffed type past
+   * the sniffer's sample, a corrupt page, …); with `explain` false (the caller falls back to reading
+   * file by file anyway) it just throws.
+   */
+  private async *streamToEnd(select: string, types: readonly string[], explain = true): AsyncGenerator<unknown[][]> {
+    const sentinel = `SELECT ${[...types.map((type) => `NULL::${type}`), 'NULL'].join(', ')}`;
+    const result = await this.connection.stream(`${select} UNION ALL ${sentinel}`);
     for (;;) {
       const chunk = await result.fetchChunk();
-      if (chunk === null || chunk.rowCount === 0) return;
-      yield chunk.getRows().map((row) => row.map(cell));
+      if (chunk === null || chunk.rowCount === 0) break;
+      const rows = chunk.getRows();
+      const end = rows.findIndex((row) => row[types.length] === null);
+      if (end < 0) {
+        yield rows;
+        continue;
+      }
+      if (end !== rows.length - 1) throw new Error('the read returned rows after its end marker');
+      if (end > 0) yield rows.slice(0, end);
+      return;
     }
+    if (explain) await this.connection.run(select);
+    throw new Error('DuckDB ended the read early without reporting an error');
   }
 
   /**
@@ -250,14 +276,11 @@ export class ArtifactTableReader {
     let current = first;
     let delivered = 0;
     try {
-      const result = await this.connection.stream(sql);
-      for (;;) {
-        const chunk = await result.fetchChunk();
-        if (chunk === null || chunk.rowCount === 0) return;
+      for await (const rows of this.streamToEnd(sql, names.map((name) => columns[name]!), false)) {
         // Split the chunk by file before delivering any of it, so `delivered` counts what the caller got.
         const parts: FileRows[] = [];
         let at = current;
-        for (const row of chunk.getRows()) {
+        for (const row of rows) {
           const index = position.get(String(row[names.length]));
           if (index === undefined || index < at) throw new Error(`rows of ${String(row[names.length])} out of file order`);
           if (index !== at || parts.length === 0) {
