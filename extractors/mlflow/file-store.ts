@@ -3,12 +3,18 @@
 // path is the key (so `val/loss` is metrics/val/loss). Files are read one run at a time; metric files
 // are streamed line by line. Artifact URIs are absolute at write time, so a moved or copied store is
 // read from <run dir>/artifacts when the recorded path does not exist.
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+//
+// Speed: a run is dozens of tiny files, so they are read with synchronous calls (the extractor child
+// does nothing else meanwhile; a promise per file through libuv's thread pool cost more than the
+// reads), and the meta.yaml files MLflow writes — flat `key: value` lines — are parsed directly, with
+// the full YAML parser (meta-yaml.ts) as the fallback for anything else. Metric files up to
+// WHOLE_FILE_BYTES are read in one call; larger ones are streamed.
+import { createReadStream, readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseRunFilter } from './filter.js';
-import { isDirectory, LocalArtifacts, localPathOf, sortedEntries as entries, walkFiles } from './local-files.js';
+import { isDirectory, LocalArtifacts, localPathOf, sortedEntries as entries } from './local-files.js';
 import { metaInteger, metaString, readMetaYaml, type Meta } from './meta-yaml.js';
 import { parseMetricLine } from './metric-line.js';
 import {
@@ -31,24 +37,149 @@ const RUN_ID = /^[0-9a-f]{32}$/;
 const DIGITS = /^\d+$/;
 /** Points per yielded metric batch. */
 const HISTORY_BATCH = 10_000;
+/** Metric files up to this size are read in one call; larger ones are streamed in batches. */
+const WHOLE_FILE_BYTES = 4 * 1024 * 1024;
+const LINE_BREAK = /\r?\n|\r/;
 
 export interface ReaderOptions {
   /** Called for things MLflow itself would skip with a warning (stray folders, mismatched ids). */
   onWarning?: (message: string) => void;
 }
 
-async function readValueFile(file: string, runId: string | undefined): Promise<string> {
+function errorCode(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code ?? String(error);
+}
+
+function readValueFile(file: string, runId: string | undefined): string {
   try {
-    return await readFile(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new MlflowDataError(runId, file, `unreadable file (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    throw new MlflowDataError(runId, file, `unreadable file (${errorCode(error)})`);
   }
 }
 
-async function readKeyValues(dir: string, runId: string | undefined): Promise<KeyValue[]> {
-  const out: KeyValue[] = [];
-  for await (const [key, file] of walkFiles(dir, runId)) out.push({ key, value: await readValueFile(file, runId) });
+/** Directory entries sorted by name; a missing directory is empty (as local-files.ts sortedEntries). */
+function sortedEntriesSync(dir: string): Dirent[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+/** Files under `dir`, recursively, as [POSIX relative path, absolute path] (as local-files.ts walkFiles, synchronously). */
+function walkFilesSync(dir: string, runId: string | undefined, out: [string, string][] = [], prefix = ''): [string, string][] {
+  let list: Dirent[];
+  try {
+    list = sortedEntriesSync(dir);
+  } catch (error) {
+    throw new MlflowDataError(runId, dir, `cannot list directory (${errorCode(error)})`);
+  }
+  for (const entry of list) {
+    const full = path.join(dir, entry.name);
+    const key = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+    let directory = entry.isDirectory();
+    if (entry.isSymbolicLink()) {
+      try {
+        directory = statSync(full).isDirectory();
+      } catch (error) {
+        throw new MlflowDataError(runId, full, `unreadable file (${errorCode(error)}: broken symlink?)`);
+      }
+    }
+    if (directory) walkFilesSync(full, runId, out, key);
+    else out.push([key, full]);
+  }
   return out;
+}
+
+function readKeyValues(dir: string, runId: string | undefined): KeyValue[] {
+  return walkFilesSync(dir, runId).map(([key, file]) => ({ key, value: readValueFile(file, runId) }));
+}
+
+/** Starts of plain YAML scalars this parser leaves to the full parser (indicators, quotes other than '…', flow collections). */
+const PLAIN_UNSAFE_START = /^[-?:,[\]{}#&*!|>"%@`]/;
+const META_LINE = /^([A-Za-z_][A-Za-z0-9_.]*):(?: (.*))?$/;
+const NULL_WORDS = new Set(['', '~', 'null', 'Null', 'NULL']);
+
+/**
+ * Why: MLflow writes meta.yaml as flat `key: value` lines; parsing those directly is ~20× cheaper than
+ * a YAML document. Returns undefined for anything else (nesting, comments, double quotes, multi-line
+ * values, CR line ends…), which then goes to the full failsafe parser, whose result this equals.
+ */
+export function parseFlatMeta(text: string): Meta | undefined {
+  if (text.includes('\r') || text.includes('\t')) return undefined;
+  const meta: Meta = {};
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  if (lines.length === 0) return undefined;
+  for (const line of lines) {
+    const match = META_LINE.exec(line);
+    if (match === null) return undefined;
+    const key = match[1]!;
+    // YAML drops the spaces around a plain scalar and after a quoted one.
+    const value = (match[2] ?? '').trim();
+    if (value === '') {
+      // `key:` alone could open a nested block on the next lines: leave it to the full parser.
+      return undefined;
+    }
+    if (value.startsWith("'")) {
+      if (!/^'(?:[^']|'')*'$/.test(value)) return undefined;
+      meta[key] = value.slice(1, -1).replace(/''/g, "'");
+    } else if (value === '[]') {
+      meta[key] = [];
+    } else if (value === '{}') {
+      meta[key] = {};
+    } else {
+      if (PLAIN_UNSAFE_START.test(value) && !/^-\d/.test(value)) return undefined;
+      if (value.includes(': ') || value.includes(' #') || value.endsWith(':')) return undefined;
+      meta[key] = NULL_WORDS.has(value) ? null : value;
+    }
+  }
+  return meta;
+}
+
+/** meta.yaml through the flat fast path, else (and for every error) through readMetaYaml. */
+async function readMeta(file: string, runId: string | undefined): Promise<Meta> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return readMetaYaml(file, runId);
+  }
+  return parseFlatMeta(text) ?? readMetaYaml(file, runId);
+}
+
+/** Parses metric lines; a bad line is an error naming the file and the line number (counted as readline counts). */
+function parseMetricText(text: string, file: string, key: string, runId: string, firstLine = 1): MetricPoint[] {
+  const points: MetricPoint[] = [];
+  const lines = text.split(LINE_BREAK);
+  for (let index = 0; index < lines.length; index++) {
+    const line = lines[index]!;
+    if (line.trim() === '') continue;
+    const parsed = parseMetricLine(key, line);
+    if (typeof parsed === 'string') throw new MlflowDataError(runId, file, `line ${firstLine + index}: ${parsed}`);
+    points.push(parsed);
+  }
+  return points;
+}
+
+/** A whole (small) metric file, or undefined when it is large enough to stream. */
+function readSmallMetricFile(file: string, key: string, runId: string): MetricPoint[] | undefined {
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (error) {
+    throw new MlflowDataError(runId, file, `unreadable metric file (${errorCode(error)})`);
+  }
+  if (size > WHOLE_FILE_BYTES) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new MlflowDataError(runId, file, `unreadable metric file (${errorCode(error)})`);
+  }
+  return parseMetricText(text, file, key, runId);
 }
 
 /** Streams one metric file, in batches; a bad line is an error naming the file and the line number. */
@@ -151,7 +282,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
       const file = path.join(exp.dir, 'meta.yaml');
       let meta: Meta;
       try {
-        meta = await readMetaYaml(file, undefined);
+        meta = await readMeta(file, undefined);
       } catch (error) {
         this.warn(`experiment folder ${exp.dir} skipped: ${(error as Error).message}`);
         continue;
@@ -166,7 +297,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
         creationTime: metaInteger(meta, 'creation_time', file, undefined),
         lastUpdateTime: metaInteger(meta, 'last_update_time', file, undefined),
         // The `tags:` mapping some meta.yaml files carry is a stale copy; the tags/ folder is the truth.
-        tags: await readKeyValues(path.join(exp.dir, 'tags'), undefined),
+        tags: readKeyValues(path.join(exp.dir, 'tags'), undefined),
       };
     }
   }
@@ -176,7 +307,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
     const wanted = new Set(experimentIds);
     for (const exp of await this.experimentDirs(query.includeDeleted)) {
       if (!wanted.has(exp.id)) continue;
-      for (const entry of await entries(exp.dir)) {
+      for (const entry of sortedEntriesSync(exp.dir)) {
         if (RESERVED_EXPERIMENT_FOLDERS.has(entry.name) || !entry.isDirectory()) continue;
         const runDir = path.join(exp.dir, entry.name);
         const listing = await this.readRunInfo(exp, runDir, entry.name);
@@ -207,7 +338,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
     const looksLikeRun = RUN_ID.test(folder);
     let meta: Meta;
     try {
-      meta = await readMetaYaml(file, looksLikeRun ? folder : undefined);
+      meta = await readMeta(file, looksLikeRun ? folder : undefined);
     } catch (error) {
       if (!(error instanceof MlflowDataError)) throw error;
       if (!looksLikeRun) {
@@ -228,7 +359,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
       let runName = metaString(meta, 'run_name', file, runId) ?? metaString(meta, 'name', file, runId);
       if (runName === null) {
         try {
-          runName = await readFile(path.join(runDir, 'tags', 'mlflow.runName'), 'utf8');
+          runName = readFileSync(path.join(runDir, 'tags', 'mlflow.runName'), 'utf8');
         } catch {
           runName = null;
         }
@@ -266,14 +397,17 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
 
   async runData(run: RunInfo): Promise<RunData> {
     const dir = await this.runDir(run);
-    const params = await readKeyValues(path.join(dir, 'params'), run.runId);
-    const tags = await readKeyValues(path.join(dir, 'tags'), run.runId);
+    const params = readKeyValues(path.join(dir, 'params'), run.runId);
+    const tags = readKeyValues(path.join(dir, 'tags'), run.runId);
     const latestMetrics: MetricPoint[] = [];
-    for await (const [key, file] of walkFiles(path.join(dir, 'metrics'), run.runId)) {
+    for (const [key, file] of walkFilesSync(path.join(dir, 'metrics'), run.runId)) {
       let latest: MetricPoint | undefined;
-      for await (const batch of metricFileBatches(file, key, run.runId)) {
-        for (const point of batch) if (latest === undefined || isLaterMetric(point, latest)) latest = point;
-      }
+      const consider = (points: readonly MetricPoint[]): void => {
+        for (const point of points) if (latest === undefined || isLaterMetric(point, latest)) latest = point;
+      };
+      const whole = readSmallMetricFile(file, key, run.runId);
+      if (whole !== undefined) consider(whole);
+      else for await (const batch of metricFileBatches(file, key, run.runId)) consider(batch);
       if (latest !== undefined) latestMetrics.push(latest);
     }
     return { params, tags, latestMetrics, inputs: await this.datasetInputs(dir, run) };
@@ -281,14 +415,14 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
 
   private async datasetInputs(runDir: string, run: RunInfo): Promise<DatasetInput[]> {
     const out: DatasetInput[] = [];
-    for (const entry of await entries(path.join(runDir, 'inputs'))) {
+    for (const entry of sortedEntriesSync(path.join(runDir, 'inputs'))) {
       const file = path.join(runDir, 'inputs', entry.name, 'meta.yaml');
-      const meta = await readMetaYaml(file, run.runId);
+      const meta = await readMeta(file, run.runId);
       if (metaString(meta, 'source_type', file, run.runId) !== 'DATASET') continue;
       const sourceId = metaString(meta, 'source_id', file, run.runId);
       if (sourceId === null) continue;
       const datasetFile = path.join(path.dirname(runDir), 'datasets', sourceId, 'meta.yaml');
-      const dataset = await readMetaYaml(datasetFile, run.runId);
+      const dataset = await readMeta(datasetFile, run.runId);
       const tags = meta['tags'];
       const context = tags !== null && typeof tags === 'object' && !Array.isArray(tags) ? tags['mlflow.data.context'] : null;
       out.push({
@@ -303,14 +437,17 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
   }
 
   async metricKeys(run: RunInfo): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const [key] of walkFiles(path.join(await this.runDir(run), 'metrics'), run.runId)) keys.push(key);
-    return keys;
+    return walkFilesSync(path.join(await this.runDir(run), 'metrics'), run.runId).map(([key]) => key);
   }
 
   async *metricHistory(run: RunInfo, key: string): AsyncGenerator<MetricPoint[]> {
     const file = path.join(await this.runDir(run), 'metrics', ...key.split('/'));
-    yield* metricFileBatches(file, key, run.runId);
+    const whole = readSmallMetricFile(file, key, run.runId);
+    if (whole === undefined) {
+      yield* metricFileBatches(file, key, run.runId);
+      return;
+    }
+    for (let start = 0; start < whole.length; start += HISTORY_BATCH) yield whole.length <= HISTORY_BATCH ? whole : whole.slice(start, start + HISTORY_BATCH);
   }
 
   /** The run's artifact folder: the recorded URI when it exists, else <run dir>/artifacts (a moved store). */

@@ -1,6 +1,7 @@
 // Reader for an MLflow tracking server over its REST API: experiments/search and runs/search paged
 // with page tokens (max_results always sent: an omitted one means 0 to some server versions),
-// runs/get per run, metrics/get-history paged (25 000 points per page, as the Python client), and
+// params, tags, latest metrics and dataset inputs taken from the runs/search pages (runs/get only for a
+// run not listed by this reader, e.g. on a resume), metrics/get-history paged (25 000 points per page, as the Python client), and
 // artifacts listed with artifacts/list and downloaded through the mlflow-artifacts proxy, the local
 // artifact path when this machine can see it, or /get-artifact. NaN/±Infinity arrive as the strings
 // "NaN"/"Infinity"/"-Infinity"; a SQL-backed server's ±DBL_MAX is decoded to ±Infinity like the SQL reader.
@@ -61,6 +62,29 @@ function metricPoint(entry: Json, key?: string): MetricPoint {
   return { key: key ?? String(entry['key']), value: double(entry['value']), timestamp: int(entry['timestamp']) ?? 0, step: int(entry['step']) ?? 0 };
 }
 
+/** Params, tags, latest metrics and dataset inputs of a run as runs/search and runs/get return it. */
+function runDataOf(found: Json): RunData {
+  const data = (found['data'] ?? {}) as Json;
+  const inputs = (found['inputs'] ?? {}) as Json;
+  const datasets: DatasetInput[] = list(inputs['dataset_inputs']).map((input) => {
+    const dataset = (input['dataset'] ?? {}) as Json;
+    const context = list(input['tags']).find((tag) => tag['key'] === 'mlflow.data.context');
+    return {
+      name: str(dataset['name']) ?? '',
+      digest: str(dataset['digest']) ?? '',
+      sourceType: str(dataset['source_type']),
+      source: str(dataset['source']),
+      context: context === undefined ? null : str(context['value']),
+    };
+  });
+  return {
+    params: keyValues(data['params']),
+    tags: keyValues(data['tags']),
+    latestMetrics: list(data['metrics']).map((entry) => metricPoint(entry)),
+    inputs: datasets,
+  };
+}
+
 function runInfo(info: Json): RunInfo {
   return {
     runId: String(info['run_id'] ?? info['run_uuid']),
@@ -94,6 +118,12 @@ export function restOptionsFromEnv(env: NodeJS.ProcessEnv): RestOptions {
 export class RestReader implements MlflowReader {
   readonly kind = 'rest' as const;
   private readonly client: RestClient;
+  /**
+   * Run data from the runs/search pages, until the run is read (runData or metricKeys takes it out):
+   * runs/search already returns params, tags, latest metrics and inputs, so runs/get per run was one
+   * extra request per run.
+   */
+  private readonly listed = new Map<string, RunData>();
 
   constructor(
     readonly location: string,
@@ -152,7 +182,11 @@ export class RestReader implements MlflowReader {
           ...(query.filter !== undefined && query.filter.trim() !== '' ? { filter: query.filter } : {}),
           ...(token !== undefined ? { page_token: token } : {}),
         });
-        for (const run of list(page['runs'])) yield { ok: true, run: runInfo((run['info'] ?? {}) as Json) };
+        for (const run of list(page['runs'])) {
+          const info = runInfo((run['info'] ?? {}) as Json);
+          if (run['data'] !== undefined) this.listed.set(info.runId, runDataOf(run));
+          yield { ok: true, run: info };
+        }
         token = nextToken(page, token);
       } while (token !== undefined);
     }
@@ -166,35 +200,17 @@ export class RestReader implements MlflowReader {
   }
 
   async runData(run: RunInfo): Promise<RunData> {
-    return this.perRun(run, 'runs/get', async () => {
-      const found = await this.getRun(run);
-      const data = (found['data'] ?? {}) as Json;
-      const inputs = (found['inputs'] ?? {}) as Json;
-      const datasets: DatasetInput[] = list(inputs['dataset_inputs']).map((input) => {
-        const dataset = (input['dataset'] ?? {}) as Json;
-        const context = list(input['tags']).find((tag) => tag['key'] === 'mlflow.data.context');
-        return {
-          name: str(dataset['name']) ?? '',
-          digest: str(dataset['digest']) ?? '',
-          sourceType: str(dataset['source_type']),
-          source: str(dataset['source']),
-          context: context === undefined ? null : str(context['value']),
-        };
-      });
-      return {
-        params: keyValues(data['params']),
-        tags: keyValues(data['tags']),
-        latestMetrics: list(data['metrics']).map((entry) => metricPoint(entry)),
-        inputs: datasets,
-      };
-    });
+    const listed = this.listed.get(run.runId);
+    if (listed !== undefined) {
+      this.listed.delete(run.runId);
+      return listed;
+    }
+    return this.perRun(run, 'runs/get', async () => runDataOf(await this.getRun(run)));
   }
 
   async metricKeys(run: RunInfo): Promise<string[]> {
-    return this.perRun(run, 'runs/get', async () => {
-      const data = ((await this.getRun(run))['data'] ?? {}) as Json;
-      return [...new Set(list(data['metrics']).map((entry) => String(entry['key'])))];
-    });
+    const data = await this.runData(run);
+    return [...new Set(data.latestMetrics.map((metric) => metric.key))];
   }
 
   async *metricHistory(run: RunInfo, key: string): AsyncGenerator<MetricPoint[]> {
@@ -258,7 +274,9 @@ export class RestReader implements MlflowReader {
     return Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.listed.clear();
+  }
 }
 
 /** The next page token, or undefined on the last page (absent, empty, or repeating the one just used). */

@@ -26,6 +26,12 @@ import { isDirectory as isDir, LocalArtifacts, localPathOf } from './local-files
 
 const PAGE = 1000;
 const HISTORY_PAGE = 10_000;
+/**
+ * SQLite page cache in KiB (negative cache_size). better-sqlite3 builds SQLite with a 16 MB default,
+ * which a store larger than that fills completely, so RSS grew with the store up to there; every
+ * read here is an index lookup or a keyset page, for which a small cache costs little.
+ */
+const PAGE_CACHE_KIB = 2048;
 
 export interface SqlReaderOptions {
   /** Where to look for run artifacts when the recorded absolute path does not exist (a moved store). */
@@ -84,6 +90,7 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
       if (size === 0) throw Object.assign(new Error('file is empty'), { code: 'SQLITE_NOTADB' });
       db = new Database(absolute, { readonly: true, fileMustExist: true, timeout: options.busyTimeoutMs ?? 2000 });
       db.defaultSafeIntegers(true);
+      db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new Error(`MLflow database ${absolute} does not exist (source sqlite:///… must name an existing mlflow.db)`);
@@ -122,10 +129,25 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
     return this.has(table, column) ? `"${column}"` : fallback;
   }
 
+  /**
+   * Prepared statements by SQL text. Preparing per call left one native sqlite3_stmt per call for the
+   * garbage collector, which does not see native memory and ran too rarely: RSS grew with the run count.
+   */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private statement(sql: string): Database.Statement {
+    let prepared = this.statements.get(sql);
+    if (prepared === undefined) {
+      prepared = this.db.prepare(sql);
+      this.statements.set(sql, prepared);
+    }
+    return prepared;
+  }
+
   private query(sql: string, params: unknown[], runId?: string): Row[] {
     try {
       // duckvisor: allow materialize-all -- every caller pages with LIMIT (keyset) or reads one run's rows
-      return this.db.prepare(sql).all(...params) as Row[];
+      return this.statement(sql).all(...params) as Row[];
     } catch (error) {
       if (runId !== undefined) throw new MlflowDataError(runId, this.location, explain(error, this.location));
       throw new Error(`${this.location}: ${explain(error, this.location)}`);
@@ -325,6 +347,7 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
   }
 
   async close(): Promise<void> {
+    this.statements.clear();
     this.db.close();
   }
 }

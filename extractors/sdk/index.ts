@@ -7,7 +7,7 @@ import type { ExtractorMain } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { createContext, StagingSession } from './context.js';
-import { duckdbSettings, parseRssLimit, STAGING_WRITER_MEMORY_BYTES, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
+import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, STAGING_WRITER_MEMORY_BYTES, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
@@ -235,6 +235,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
  * environment, says hello, runs `main`, validates, sends `ready`, and exits with exitCodes.
  */
 export async function runExtractor<Options>(extractor: Extractor<Options>, env: NodeJS.ProcessEnv = process.env): Promise<never> {
+  keepYoungGenerationSmall(env);
   let channel: Channel;
   try {
     channel = openChannel({ heartbeatTimeoutMs: positiveNumber(env, childEnv.heartbeatTimeout, DEFAULT_HEARTBEAT_TIMEOUT_MS) });
