@@ -3,9 +3,10 @@
 // main thread, GC helpers, the JIT) over a steady window that starts after the start-up garbage is
 // collected, with three observers of RunObserver.sample:
 //   bare      counts samples: the process layer alone (sampling, policy, scheduling);
-//   history   what the daemon does per sample today: metrics gauges + one SQLite history write each;
-//   thin-1s   the same, but a run's sample is written at most once a second unless a value moved by
-//   thin-5s   more than 5% or a limit is near (5 s for thin-5s); the in-memory policy still sees every sample.
+//   history   metrics gauges + every sample written to SQLite (one transaction per tick, history.ts);
+//   thin-1s   what the daemon does: supervisor/sample-persist.ts decides (about one write a second per run,
+//             at once when a value moved by more than 5% or a limit is near), peaks kept in memory;
+//   thin-5s   like thin-1s with ≤ 1 write per 5 s; the in-memory policy still sees every sample.
 //
 //   node dist/bench/sampler-cost.js [--runs 50] [--window 60] [--warmup 10] [--child sleep|node]
 //                                   [--observers bare,history,thin-1s,thin-5s]
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { History } from '../supervisor/history.js';
 import { DaemonMetrics } from '../supervisor/metrics.js';
 import { projectRoot } from '../supervisor/paths.js';
+import { newPersistedMarks, shouldPersist } from '../supervisor/sample-persist.js';
 import { hostSwapInUse, listPids, readPidCursor } from '../supervisor/proc.js';
 import { startRun } from '../supervisor/run.js';
 import type { JobConfig, RunHandle, RunObserver, Sample } from '../supervisor/types.js';
@@ -116,6 +118,7 @@ async function measure(kind: ObserverKind, dir: string): Promise<Measured> {
   const handles: RunHandle[] = [];
   const observerFor = (runId: string, index: number): RunObserver => {
     let written: Sample | null = null;
+    const marks = newPersistedMarks();
     return {
       started: ignore,
       sample: (sample) => {
@@ -129,7 +132,9 @@ async function measure(kind: ObserverKind, dir: string): Promise<Measured> {
         }
         if (!history || !metrics) return;
         metrics.recordSample(job.name, sample, job.limits);
-        if (written && sample.at - written.at < THIN_INTERVAL_MS[kind] && !nearLimit(sample) && !moved(written.rss, sample.rss) && !moved(written.swap, sample.swap) && sample.procs === written.procs && !moved(written.disk_free, sample.disk_free)) return;
+        if (kind === 'thin-1s') {
+          if (!shouldPersist(marks, sample, job)) return history.notePeaks(runId, sample);
+        } else if (written && sample.at - written.at < THIN_INTERVAL_MS[kind] && !nearLimit(sample) && !moved(written.rss, sample.rss) && !moved(written.swap, sample.swap) && sample.procs === written.procs && !moved(written.disk_free, sample.disk_free)) return;
         history.addSample(runId, sample);
         written = sample;
         writes++;
@@ -197,8 +202,8 @@ async function measure(kind: ObserverKind, dir: string): Promise<Measured> {
 
 const OBSERVER_TEXT: Record<ObserverKind, string> = {
   bare: 'bare (process layer only)',
-  history: 'history: metrics + 1 SQLite write per sample (the daemon today)',
-  'thin-1s': 'thin-1s: metrics + SQLite write ≤ 1/s per run unless a value moved > 5% or a limit is near',
+  history: 'history: metrics + 1 SQLite write per sample (one transaction per tick)',
+  'thin-1s': 'thin-1s (the daemon): metrics + SQLite write ≈ 1/s per run unless a value moved > 5% or a limit is near',
   'thin-5s': 'thin-5s: the same with ≤ 1 write per 5 s per run',
 };
 

@@ -381,10 +381,13 @@ function decimalAt(bytes: Uint8Array, at: number, length: number): number | unde
   return digits === 0 ? undefined : whole + fraction / scale;
 }
 
-/** /proc/pressure/memory "some avg10" (percent), or undefined where PSI is absent; shared cache of 200 ms. */
+// avg10 is a 10-second average: reading it more than once a second shows nothing new.
+const PRESSURE_CACHE_MS = 1000;
+
+/** /proc/pressure/memory "some avg10" (percent), or undefined where PSI is absent; shared cache of 1 s. */
 export function memoryPressure(now = Date.now()): number | undefined {
   if (pressureAbsent) return undefined;
-  if (now - pressureAt <= FILESYSTEM_CACHE_MS && now >= pressureAt) return pressureValue;
+  if (now - pressureAt <= PRESSURE_CACHE_MS && now >= pressureAt) return pressureValue;
   if (pressureFd < 0) {
     try {
       pressureFd = openSync('/proc/pressure/memory', 'r');
