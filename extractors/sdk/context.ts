@@ -1,6 +1,7 @@
 // The staging session (one DuckDB connection to the run's staging file, every statement serialized)
 // and the ExtractorContext built on it. Extractors only ever see the ExtractorContext interface.
-import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
+import { DuckDBInstance } from './duckdb.js';
 import type { Columns, Expectation, ExtractorContext, ExtractorLog, TableWriter } from './api.js';
 import type { Channel } from './channel.js';
 import { activeUnitKey, UnitLedger, type UnitStaging } from './checkpoint.js';

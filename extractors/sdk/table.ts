@@ -11,15 +11,8 @@
 // unit is then dropped by truncating the chunk and clearing the cache. Only a unit that outgrows the
 // cache limit has to put its own rows into the transaction (`unitRowsInTransaction`); its failure
 // needs a ROLLBACK of the whole group, which the ledger handles.
-import {
-  DuckDBDataChunk,
-  DuckDBTimestampValue,
-  DuckDBTypeId,
-  type DuckDBAppender,
-  type DuckDBConnection,
-  type DuckDBType,
-  type DuckDBVector,
-} from '@duckdb/node-api';
+import type { DuckDBAppender, DuckDBConnection, DuckDBType, DuckDBVector } from '@duckdb/node-api';
+import { DuckDBDataChunk, DuckDBTimestampValue, DuckDBTypeId } from './duckdb.js';
 import type { CellValue, Columns, TableWriter } from './api.js';
 
 /** DuckDB's vector size: the most rows one data chunk holds. */
