@@ -5,7 +5,8 @@
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { FileStoreReader, parseFlatMeta } from '../extractors/mlflow/file-store.js';
+import { FileStoreReader, latestInMetricText, parseFlatMeta } from '../extractors/mlflow/file-store.js';
+import { isLaterMetric, type MetricPoint } from '../extractors/mlflow/types.js';
 import { readMetaYaml } from '../extractors/mlflow/meta-yaml.js';
 import { projectRoot } from '../supervisor/paths.js';
 import { tempDir } from './sdk-harness.js';
@@ -94,5 +95,31 @@ test('a metric file above the whole-file limit is streamed and yields the same p
   const data = await reader.runData(run);
   t.deepEqual(data.latestMetrics.map((m) => [m.key, m.step, m.value]), [['loss', 199_999, 199_999 / 7], ['small', 1, 0.25]]);
   t.deepEqual(await reader.metricKeys(run), ['loss', 'small']);
+  await reader.close();
+});
+
+test('the latest-point scan equals the latest of every parsed point, on every metric file of the fixture store and on odd lines', async (t) => {
+  const root = path.join(projectRoot, 'test/fixtures/mlflow/filestore/mlruns');
+  const reader = await FileStoreReader.open(root);
+  let files = 0;
+  for await (const experiment of reader.experiments({ includeDeleted: false })) {
+    for await (const listing of reader.runs([experiment.experimentId], { includeDeleted: false })) {
+      if (!listing.ok) continue;
+      for (const key of await reader.metricKeys(listing.run)) {
+        let latest: MetricPoint | undefined;
+        for await (const batch of reader.metricHistory(listing.run, key)) for (const point of batch) if (latest === undefined || isLaterMetric(point, latest)) latest = point;
+        const dir = path.join(root, listing.run.experimentId, listing.run.runId, 'metrics', ...key.split('/'));
+        t.deepEqual(latestInMetricText(readFileSync(dir, 'utf8'), dir, key, listing.run.runId), latest, `${listing.run.runId} ${key}`);
+        files++;
+      }
+    }
+  }
+  t.true(files > 20, `${files} metric files compared`);
+  const odd = '1 nan 5\n2 -inf 5\n3 0.5 5\n1 7 2\n';
+  t.deepEqual(latestInMetricText(odd, 'f', 'k', 'r'), { key: 'k', value: 0.5, timestamp: 3, step: 5 });
+  t.deepEqual(latestInMetricText('1 nan 5\n1 -1 5\n', 'f', 'k', 'r')?.value, NaN, 'NaN compares as 0, above -1');
+  t.deepEqual(latestInMetricText('10 1.5\n11 2.5\n', 'f', 'k', 'r'), { key: 'k', value: 2.5, timestamp: 11, step: 0 }, 'pre-1.0 two-field lines');
+  t.deepEqual(latestInMetricText('10 1.5 3 ds abc\r\n', 'f', 'k', 'r'), { key: 'k', value: 1.5, timestamp: 10, step: 3 }, 'MLflow 3 five-field lines, CRLF');
+  t.throws(() => latestInMetricText('10 1.5 3\n11 oops 4\n', 'f', 'k', 'r'), { message: /f: line 2: value "oops" is not a number/ });
   await reader.close();
 });

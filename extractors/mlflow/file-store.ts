@@ -9,14 +9,14 @@
 // reads), and the meta.yaml files MLflow writes — flat `key: value` lines — are parsed directly, with
 // the full YAML parser (meta-yaml.ts) as the fallback for anything else. Metric files up to
 // WHOLE_FILE_BYTES are read in one call; larger ones are streamed.
-import { createReadStream, readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseRunFilter } from './filter.js';
 import { isDirectory, LocalArtifacts, localPathOf, sortedEntries as entries } from './local-files.js';
 import { metaInteger, metaString, readMetaYaml, type Meta } from './meta-yaml.js';
-import { parseMetricLine } from './metric-line.js';
+import { parseMetricLine, parseMetricValue } from './metric-line.js';
 import {
   isLaterMetric,
   MlflowDataError,
@@ -164,8 +164,52 @@ function parseMetricText(text: string, file: string, key: string, runId: string,
   return points;
 }
 
-/** A whole (small) metric file, or undefined when it is large enough to stream. */
-function readSmallMetricFile(file: string, key: string, runId: string): MetricPoint[] | undefined {
+const INTEGER_TEXT = /^-?\d+$/;
+
+/**
+ * Why: the runs extractor needs only each metric's latest point (MLflow's order, isLaterMetric); this
+ * finds it in a metric file's text without a point object per line. Lines that are not plain "<timestamp> <value> <step>" (CR line ends, other field counts, bad
+ * numbers) send the whole text through parseMetricText, which gives the exact error and line number.
+ */
+export function latestInMetricText(text: string, file: string, key: string, runId: string): MetricPoint | undefined {
+  if (text.includes('\r')) return latestOf(parseMetricText(text, file, key, runId));
+  let found = false;
+  let step = 0;
+  let timestamp = 0;
+  let value = 0;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const first = line.indexOf(' ');
+    const second = first < 0 ? -1 : line.indexOf(' ', first + 1);
+    if (first <= 0 || second < 0 || line.indexOf(' ', second + 1) >= 0) return latestOf(parseMetricText(text, file, key, runId));
+    const timestampText = line.slice(0, first);
+    const stepText = line.slice(second + 1);
+    const parsedValue = parseMetricValue(line.slice(first + 1, second));
+    if (parsedValue === undefined || !INTEGER_TEXT.test(timestampText) || !INTEGER_TEXT.test(stepText)) return latestOf(parseMetricText(text, file, key, runId));
+    const candidateStep = Number(stepText);
+    const candidateTimestamp = Number(timestampText);
+    // isLaterMetric (types.ts) on plain numbers: max by (step, timestamp, value), NaN compared as 0.
+    const later = !found || (candidateStep !== step ? candidateStep > step
+      : candidateTimestamp !== timestamp ? candidateTimestamp > timestamp
+      : (Number.isNaN(parsedValue) ? 0 : parsedValue) > (Number.isNaN(value) ? 0 : value));
+    if (later) {
+      found = true;
+      step = candidateStep;
+      timestamp = candidateTimestamp;
+      value = parsedValue;
+    }
+  }
+  return found ? { key, value, timestamp, step } : undefined;
+}
+
+function latestOf(points: readonly MetricPoint[]): MetricPoint | undefined {
+  let latest: MetricPoint | undefined;
+  for (const point of points) if (latest === undefined || isLaterMetric(point, latest)) latest = point;
+  return latest;
+}
+
+/** The text of a metric file small enough to read in one call, or undefined when it must be streamed. */
+function readSmallMetricText(file: string, runId: string): string | undefined {
   let size: number;
   try {
     size = statSync(file).size;
@@ -173,13 +217,17 @@ function readSmallMetricFile(file: string, key: string, runId: string): MetricPo
     throw new MlflowDataError(runId, file, `unreadable metric file (${errorCode(error)})`);
   }
   if (size > WHOLE_FILE_BYTES) return undefined;
-  let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
     throw new MlflowDataError(runId, file, `unreadable metric file (${errorCode(error)})`);
   }
-  return parseMetricText(text, file, key, runId);
+}
+
+/** A whole (small) metric file, or undefined when it is large enough to stream. */
+function readSmallMetricFile(file: string, key: string, runId: string): MetricPoint[] | undefined {
+  const text = readSmallMetricText(file, runId);
+  return text === undefined ? undefined : parseMetricText(text, file, key, runId);
 }
 
 /** Streams one metric file, in batches; a bad line is an error naming the file and the line number. */
@@ -401,13 +449,15 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
     const tags = readKeyValues(path.join(dir, 'tags'), run.runId);
     const latestMetrics: MetricPoint[] = [];
     for (const [key, file] of walkFilesSync(path.join(dir, 'metrics'), run.runId)) {
+      const text = readSmallMetricText(file, run.runId);
       let latest: MetricPoint | undefined;
-      const consider = (points: readonly MetricPoint[]): void => {
-        for (const point of points) if (latest === undefined || isLaterMetric(point, latest)) latest = point;
-      };
-      const whole = readSmallMetricFile(file, key, run.runId);
-      if (whole !== undefined) consider(whole);
-      else for await (const batch of metricFileBatches(file, key, run.runId)) consider(batch);
+      if (text !== undefined) latest = latestInMetricText(text, file, key, run.runId);
+      else {
+        for await (const batch of metricFileBatches(file, key, run.runId)) {
+          const batchLatest = latestOf(batch);
+          if (batchLatest !== undefined && (latest === undefined || isLaterMetric(batchLatest, latest))) latest = batchLatest;
+        }
+      }
       if (latest !== undefined) latestMetrics.push(latest);
     }
     return { params, tags, latestMetrics, inputs: await this.datasetInputs(dir, run) };
@@ -415,7 +465,10 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
 
   private async datasetInputs(runDir: string, run: RunInfo): Promise<DatasetInput[]> {
     const out: DatasetInput[] = [];
-    for (const entry of sortedEntriesSync(path.join(runDir, 'inputs'))) {
+    const inputsDir = path.join(runDir, 'inputs');
+    // Most runs have no inputs/ folder: a stat is cheaper than a readdir that throws ENOENT.
+    if (!existsSync(inputsDir)) return out;
+    for (const entry of sortedEntriesSync(inputsDir)) {
       const file = path.join(runDir, 'inputs', entry.name, 'meta.yaml');
       const meta = await readMeta(file, run.runId);
       if (metaString(meta, 'source_type', file, run.runId) !== 'DATASET') continue;
