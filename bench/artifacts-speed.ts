@@ -6,9 +6,14 @@
 // write exactly the same tables. `--root` points at another checkout's compiled tree (its dist/), so
 // a baseline can be measured from a clean copy of an earlier commit.
 //
+// `--python` measures the Python way users have today instead (bench/python-way.py: MLflow client
+// list_artifacts + download_artifacts + pandas.read_csv + DuckDB executemany in batches of 1000) on
+// the same runs, under the label `python`; give it a narrow --filter so it finishes.
+//
 // Run: npx tsc -p . ; node dist/bench/artifacts-speed.js --label after [--root /path/to/checkout]
 //      [--scales 1,10] [--sources file,sqlite] [--timeout 600] [--filter "params.imputation_method = 'SAITS'"]
-// Results: merged by (label, scale, source) into bench/results/artifacts-speed.json, and
+//      [--python] [--render-only]
+// Results: merged by (label, scale, source, filter) into bench/results/artifacts-speed.json, and
 //          bench/results/artifacts-speed.md rendered from all of them.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -28,6 +33,7 @@ interface TableDigest {
 
 interface Measurement {
   label: string;
+  filter: string;
   scale: number;
   source: Source;
   status: 'ok' | 'timeout' | 'failed';
@@ -58,6 +64,9 @@ const scales = option('scales', '1,10').split(',').map(Number);
 const sources = option('sources', 'file,sqlite').split(',') as Source[];
 const timeoutMs = Number(option('timeout', '600')) * 1000;
 const filter = option('filter', "params.imputation_method = 'SAITS'");
+const pythonWay = args.includes('--python');
+const renderOnly = args.includes('--render-only');
+const python = path.join(projectRoot, '.venv', 'bin', 'python');
 const SIGNAL_GLOB = 'signals/csv/*.csv';
 const CLK_TCK = 100;
 const storesDir = path.join(projectRoot, 'bench', 'work', 'stores');
@@ -105,6 +114,7 @@ async function measure(scale: number, source: Source, work: string): Promise<Mea
     tables: [{ glob: SIGNAL_GLOB, table: 'signals' }],
     ...(filter !== '' ? { filter } : {}),
   };
+  if (pythonWay) return measurePython(scale, source, store, work);
   const runner = path.join(root, 'dist', 'extractors', 'run-extractor.js');
   const env = {
     [childEnv.staging]: staging, [childEnv.options]: JSON.stringify(options), [childEnv.heartbeatTimeout]: '60000',
@@ -151,9 +161,51 @@ async function measure(scale: number, source: Source, work: string): Promise<Mea
   rmSync(`${staging}.wal`, { force: true });
   const commit = (await execa('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { reject: false })).stdout || (existsSync(path.join(root, 'COMMIT')) ? readFileSync(path.join(root, 'COMMIT'), 'utf8').trim() : 'unknown');
   return {
-    label, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: peak.cpuMs, peakRssBytes: peak.hwm, rows, runsDone, runsTotal,
+    label, filter, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: peak.cpuMs, peakRssBytes: peak.hwm, rows, runsDone, runsTotal,
     files: tables['artifacts']?.rows ?? 0, tables, commit, command, at: new Date().toISOString(), load,
     ...(ok ? {} : { note: timedOut ? `stopped at the ${timeoutMs / 1000} s cap after ${runsDone}/${runsTotal} runs` : String(result.stderr ?? '').split('\n').filter(Boolean).slice(-3).join(' | ') }),
+  };
+}
+
+/** The Python way on the same runs: rows from its final JSON line (or its last heartbeat when capped). */
+async function measurePython(scale: number, source: Source, store: string, work: string): Promise<Measurement> {
+  const out = path.join(work, `python-${scale}x-${source}.duckdb`);
+  const uri = source === 'file' ? `file://${path.join(store, 'mlruns')}` : `sqlite:///${path.join(store, 'mlflow.db')}`;
+  const argv = [path.join(projectRoot, 'bench', 'python-way.py'), '--tool', 'artifacts', '--uri', uri, '--out', out, '--glob', SIGNAL_GLOB, ...(filter !== '' ? ['--filter', filter] : [])];
+  const command = `.venv/bin/python ${argv.map((a) => (/[ *']/.test(a) ? `"${a}"` : a)).join(' ')}`.replaceAll(`${projectRoot}/`, '');
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(' / ');
+  const started = performance.now();
+  const child = execa(python, argv, { detached: true, reject: false, env: { MLFLOW_ALLOW_FILE_STORE: 'true' } });
+  let peak = { hwm: 0, cpuMs: 0 };
+  const poll = setInterval(() => {
+    const s = child.pid === undefined ? undefined : sampleProc(child.pid);
+    if (s !== undefined) peak = { hwm: Math.max(peak.hwm, s.hwm), cpuMs: Math.max(peak.cpuMs, s.cpuMs) };
+  }, 20);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }, timeoutMs);
+  const result = await child;
+  const wallMs = performance.now() - started;
+  clearTimeout(timer);
+  clearInterval(poll);
+  rmSync(out, { force: true });
+  rmSync(`${out}.wal`, { force: true });
+  const final = String(result.stdout ?? '').trim().split('\n').pop() ?? '';
+  const beats = [...String(result.stderr ?? '').matchAll(/\[HEARTBEAT\] (\d+)\/(\d+) rows=(\d+)/g)];
+  const lastBeat = beats.at(-1);
+  const ok = !timedOut && result.exitCode === 0 && final.startsWith('{');
+  const rows = ok ? (JSON.parse(final) as { rows: number }).rows : lastBeat ? Number(lastBeat[3]) : 0;
+  return {
+    label: 'python', filter, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: peak.cpuMs, peakRssBytes: peak.hwm, rows,
+    runsDone: lastBeat ? Number(lastBeat[1]) : 0, runsTotal: lastBeat ? Number(lastBeat[2]) : 0, files: 0, tables: {}, commit: 'bench/python-way.py', command,
+    at: new Date().toISOString(), load,
+    ...(ok ? {} : { note: timedOut ? `stopped at the ${timeoutMs / 1000} s cap` : String(result.stderr ?? '').split('\n').filter(Boolean).slice(-2).join(' | ') }),
   };
 }
 
@@ -163,21 +215,31 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 function render(results: Measurement[], context: Record<string, string>): string {
   const lines = ['# mlflow-artifacts alone: time and peak RSS, per build', ''];
   for (const [k, v] of Object.entries(context)) lines.push(`- ${k}: ${v}`);
-  lines.push('', '| label | build | store | source | status | runs | wall | CPU | peak RSS | rows | signals digest | load at start |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) {
-    const signals = r.tables['signals'];
-    lines.push(`| ${r.label} | ${r.commit} | ${r.scale}× | ${r.source} | ${r.status}${r.note ? ` (${r.note})` : ''} | ${r.runsDone}/${r.runsTotal} | ${r.status === 'timeout' ? '> ' : ''}${seconds(r.wallMs)} | ${seconds(r.cpuMs)} | ${mib(r.peakRssBytes)} | ${r.rows} | ${signals ? `${signals.rows} rows, ${signals.hash}` : ''} | ${r.load} |`);
+  const filters = [...new Set(results.map((r) => r.filter))];
+  for (const f of filters) {
+    lines.push('', `## Runs matching ${f === '' ? '(all runs)' : `\`${f}\``}`, '', '| label | build | store | source | status | runs | wall | CPU | peak RSS | rows | signals digest | load at start |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of results.filter((m) => m.filter === f)) {
+      const signals = r.tables['signals'];
+      lines.push(`| ${r.label} | ${r.commit} | ${r.scale}× | ${r.source} | ${r.status}${r.note ? ` (${r.note})` : ''} | ${r.runsDone}/${r.runsTotal} | ${r.status === 'timeout' ? '> ' : ''}${seconds(r.wallMs)} | ${seconds(r.cpuMs)} | ${mib(r.peakRssBytes)} | ${r.rows} | ${signals ? `${signals.rows} rows, ${signals.hash}` : ''} | ${r.load} |`);
+    }
+    lines.push('', '| store | source | compared | wall ratio | CPU ratio |', '|---|---|---|---|---|');
+    for (const after of results.filter((m) => m.filter === f && m.label === 'after' && m.status === 'ok')) {
+      for (const other of results.filter((m) => m.filter === f && m.label !== 'after' && m.scale === after.scale && m.source === after.source)) {
+        const capped = other.status === 'timeout' ? '> ' : '';
+        lines.push(`| ${after.scale}× | ${after.source} | ${other.label} / after | ${capped}${(other.wallMs / after.wallMs).toFixed(1)}× | ${capped}${(other.cpuMs / after.cpuMs).toFixed(1)}× |`);
+      }
+    }
   }
   const labels = [...new Set(results.map((r) => r.label))];
   lines.push('', '## Peak RSS 1× → 10×', '', '| label | source | 1× | 10× | ratio |', '|---|---|---|---|---|');
   for (const l of labels) {
-    for (const small of results.filter((r) => r.label === l && r.scale === 1)) {
-      const big = results.find((r) => r.label === l && r.scale === 10 && r.source === small.source);
+    for (const small of results.filter((r) => r.label === l && r.scale === 1 && r.filter === filter)) {
+      const big = results.find((r) => r.label === l && r.scale === 10 && r.source === small.source && r.filter === small.filter);
       if (big) lines.push(`| ${l} | ${small.source} | ${mib(small.peakRssBytes)} | ${mib(big.peakRssBytes)} | ${(big.peakRssBytes / small.peakRssBytes).toFixed(2)} |`);
     }
   }
   lines.push('', '## Commands', '');
-  for (const r of results) lines.push(`- ${r.label} ${r.scale}× ${r.source}: \`${r.command}\``);
+  for (const r of results) lines.push(`- ${r.label} ${r.scale}× ${r.source} (${r.filter}): \`${r.command}\``);
   return `${lines.join('\n')}\n`;
 }
 
@@ -185,18 +247,20 @@ async function main(): Promise<void> {
   const previous = existsSync(resultsJson) ? (JSON.parse(readFileSync(resultsJson, 'utf8')) as { context: Record<string, string>; results: Measurement[] }) : { context: {}, results: [] };
   const work = mkdtempSync(path.join(os.tmpdir(), 'dv-bench-artifacts-'));
   const fresh: Measurement[] = [];
+  for (const m of previous.results) m.filter ??= "params.imputation_method = 'SAITS'";
   try {
+    if (renderOnly) scales.length = 0;
     for (const scale of scales) {
       for (const source of sources) {
         const m = await measure(scale, source, work);
         fresh.push(m);
-        console.log(`${label} ${m.scale}x ${m.source.padEnd(6)} ${m.status.padEnd(7)} runs ${m.runsDone}/${m.runsTotal} wall ${seconds(m.wallMs).padStart(8)} cpu ${seconds(m.cpuMs).padStart(8)} rss ${mib(m.peakRssBytes).padStart(8)} rows ${m.rows} ${JSON.stringify(m.tables)}${m.note ? `  ${m.note}` : ''}`);
+        console.log(`${m.label} ${m.scale}x ${m.source.padEnd(6)} ${m.status.padEnd(7)} runs ${m.runsDone}/${m.runsTotal} wall ${seconds(m.wallMs).padStart(8)} cpu ${seconds(m.cpuMs).padStart(8)} rss ${mib(m.peakRssBytes).padStart(8)} rows ${m.rows} ${JSON.stringify(m.tables)}${m.note ? `  ${m.note}` : ''}`);
       }
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const key = (m: Measurement): string => `${m.label}|${m.scale}|${m.source}`;
+  const key = (m: Measurement): string => `${m.label}|${m.scale}|${m.source}|${m.filter}`;
   const replaced = new Set(fresh.map(key));
   const results = [...previous.results.filter((m) => !replaced.has(key(m))), ...fresh]
     .sort((a, b) => a.scale - b.scale || a.source.localeCompare(b.source) || a.at.localeCompare(b.at));
@@ -204,7 +268,7 @@ async function main(): Promise<void> {
     ...previous.context,
     machine: `${machineLine()} (2 cores shared with other work: CPU time is the steadier number)`,
     duckdb: `node-api ${duckdbVersion()}`,
-    workload: `tables: [{glob: '${SIGNAL_GLOB}', table: signals}], filter ${filter === '' ? '(none)' : JSON.stringify(filter)}: the signal CSVs of 15 imputation runs × 507 subjects at 1×, 150 × 507 at 10× (the classification runs the filter also matches add only their listing)`,
+    workload: `tables: [{glob: '${SIGNAL_GLOB}', table: signals}] on the runs a filter selects: with \`params.imputation_method = 'SAITS'\` the signal CSVs of 15 imputation runs × 507 subjects at 1×, 150 × 507 at 10× (the classification runs the filter also matches add only their listing)`,
     digest: 'per table: row count and sum(hash(rowid, every column)) mod 1e9+7 — equal digests mean the same rows in the same insertion order',
   };
   mkdirSync(path.dirname(resultsJson), { recursive: true });
