@@ -352,9 +352,10 @@ function goalLines(results: Measurement[]): string[] {
       extrapolated = py.rows > 0 ? (py.wallMs * (ours.rows / py.rows)) / ours.wallMs : Number.NaN;
       pythonText = `> ${seconds(py.wallMs)} (capped; ${py.rows} of ${ours.rows} rows → ≈ ${Number.isFinite(extrapolated) ? seconds(extrapolated * ours.wallMs) : '?'})`;
     }
-    const verdict = py.status === 'ok' || py.status === 'timeout'
-      ? measured >= 10 ? 'met' : extrapolated >= 10 ? (py.status === 'timeout' ? 'met by extrapolation' : 'met') : '**missed**'
-      : `python ${py.status}`;
+    const verdict = py.status !== 'ok' && py.status !== 'timeout' ? `Python ${py.status}`
+      : measured >= 10 ? 'met'
+      : !Number.isFinite(extrapolated) ? 'unknown (Python wrote no rows before its cap)'
+      : extrapolated >= 10 ? 'met by extrapolation' : '**missed**';
     lines.push(`| ${ours.scale}× | ${ours.source} | ${ours.tool} | ${seconds(ours.wallMs)} | ${pythonText} | ${py.status === 'timeout' ? '> ' : ''}${measured.toFixed(1)}× | ${Number.isFinite(extrapolated) ? `${extrapolated.toFixed(1)}×` : '?'} | ${verdict} |`);
   }
   return lines;
