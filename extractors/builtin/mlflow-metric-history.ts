@@ -1,13 +1,42 @@
 // Built-in extractor `mlflow-metric-history`: every logged value of every metric of every selected
 // run, one unit per run, streamed key by key in bounded batches (memory does not grow with history).
+// A tracking server answers one metrics/get-history request per run and key, so the next few keys'
+// first pages are requested while the current key is written (at most KEY_LOOKAHEAD pages held).
 //
 // Table: metric_history(run_id, key, step, timestamp, value)   (NaN/±Infinity preserved)
 import { z } from 'zod';
 import { forEachRun, mlflowSourceOptions, selectRuns } from '../mlflow/selection.js';
+import type { MetricPoint } from '../mlflow/types.js';
 import { defineExtractor } from '../sdk/index.js';
 
 export const mlflowMetricHistoryOptions = z.strictObject({ ...mlflowSourceOptions });
 export type MlflowMetricHistoryOptions = z.infer<typeof mlflowMetricHistoryOptions>;
+
+/** Keys whose first page is requested ahead of the key being written. */
+const KEY_LOOKAHEAD = 3;
+
+// Why: batches of several async sources, in source order, with the next `lookahead` sources' first batch already requested.
+export async function* inOrderWithLookahead<T>(sources: readonly (() => AsyncIterator<T>)[], lookahead: number): AsyncGenerator<T> {
+  const started: { iterator: AsyncIterator<T>; first: Promise<IteratorResult<T>> }[] = [];
+  const start = (index: number): void => {
+    const factory = sources[index];
+    if (factory === undefined || started[index] !== undefined) return;
+    const iterator = factory();
+    const first = iterator.next();
+    first.catch(() => undefined); // surfaced when its turn comes
+    started[index] = { iterator, first };
+  };
+  try {
+    for (let index = 0; index < sources.length; index++) {
+      for (let ahead = index; ahead <= index + lookahead; ahead++) start(ahead);
+      const { iterator, first } = started[index]!;
+      for (let result = await first; !result.done; result = await iterator.next()) yield result.value;
+    }
+  } finally {
+    // Sources started ahead but not consumed (an error or a stop) are closed.
+    for (const entry of started) void entry?.iterator.return?.().catch(() => undefined);
+  }
+}
 
 export default defineExtractor<MlflowMetricHistoryOptions>(
   'mlflow-metric-history',
@@ -17,10 +46,10 @@ export default defineExtractor<MlflowMetricHistoryOptions>(
     try {
       ctx.expect({ units: runs.length });
       await forEachRun(ctx, runs, async (run) => {
-        for (const key of await reader.metricKeys(run)) {
-          for await (const batch of reader.metricHistory(run, key)) {
-            for (const point of batch) history.append([run.runId, key, point.step, point.timestamp, point.value]);
-          }
+        const keys = await reader.metricKeys(run);
+        const sources = keys.map((key) => () => reader.metricHistory(run, key)[Symbol.asyncIterator]());
+        for await (const batch of inOrderWithLookahead<MetricPoint[]>(sources, reader.kind === 'rest' ? KEY_LOOKAHEAD : 0)) {
+          for (const point of batch) history.append([run.runId, point.key, point.step, point.timestamp, point.value]);
         }
       });
     } finally {
