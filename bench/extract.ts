@@ -437,6 +437,11 @@ async function main(): Promise<void> {
     const carried = carriedOver(path.join(outDir, 'extract.json'), results);
     if (carried.length > 0) {
       context['carried over'] = `${carried.length} cells not measured in this run are from earlier runs (their date is in the status column); --fresh drops them`;
+      const earlier = (JSON.parse(readFileSync(path.join(outDir, 'extract.json'), 'utf8')) as { context?: Record<string, string> }).context ?? {};
+      const earlierRuns = [earlier['earlier runs'], `${earlier['bench wall time'] ?? '?'}: ${earlier['load'] ?? ''}`].filter(Boolean).join(' | ');
+      context['earlier runs'] = earlierRuns.slice(-1500);
+      // A subset run describes only its own stores; the earlier run's description covers the carried cells too.
+      if ((earlier['stores']?.length ?? 0) > (context['stores']?.length ?? 0)) context['stores'] = earlier['stores']!;
       results.push(...carried);
       results.sort((a, b) => cellOrder(a) - cellOrder(b));
     }
