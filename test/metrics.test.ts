@@ -60,3 +60,23 @@ test('a limit that is unset is not exported', async (t) => {
   t.true(text.includes('duckvisor_job_rss_limit_bytes{job="j"} 10'));
   t.false(text.includes('duckvisor_job_swap_limit_bytes{job="j"}'));
 });
+
+test('live gauges hold one entry per job with a live run, read at scrape time, and drop with clearJob', async (t) => {
+  const metrics = new DaemonMetrics({ processMetrics: false });
+  for (let i = 0; i < 1000; i += 1) metrics.recordSample('busy', { rss: i, swap: 0 }, { rss: 2000 });
+  metrics.recordSample('other', { rss: 5, swap: 1 }, {});
+  t.is(metrics.liveJobCount, 2, 'samples update the entry in place');
+  const text = await metrics.metricsText();
+  t.true(text.includes('duckvisor_job_rss_bytes{job="busy"} 999'), 'the latest value is what a scrape sees');
+  t.false(text.includes('duckvisor_job_rss_limit_bytes{job="other"}'));
+  metrics.clearJob('busy');
+  metrics.clearJob('other');
+  t.is(metrics.liveJobCount, 0);
+  t.false((await metrics.metricsText()).includes('job_rss_bytes{'), 'no series is left for jobs without a live run');
+});
+
+test('process metrics come with a coarse event-loop monitor', async (t) => {
+  const metrics = new DaemonMetrics({ eventLoopMonitoringPrecisionMs: 100 });
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  t.regex(await metrics.metricsText(), /^duckvisor_daemon_nodejs_eventloop_lag_p99_seconds \S+/m);
+});
