@@ -226,7 +226,9 @@ function render(results: Measurement[], context: Record<string, string>): string
     for (const after of results.filter((m) => m.filter === f && m.label === 'after' && m.status === 'ok')) {
       for (const other of results.filter((m) => m.filter === f && m.label !== 'after' && m.scale === after.scale && m.source === after.source)) {
         const capped = other.status === 'timeout' ? '> ' : '';
-        lines.push(`| ${after.scale}× | ${after.source} | ${other.label} / after | ${capped}${(other.wallMs / after.wallMs).toFixed(1)}× | ${capped}${(other.cpuMs / after.cpuMs).toFixed(1)}× |`);
+        const ratio = (theirs: number, ours: number): string =>
+          capped !== '' && theirs < ours ? `n/a (capped at ${other.runsDone}/${other.runsTotal} runs)` : `${capped}${(theirs / ours).toFixed(1)}×`;
+        lines.push(`| ${after.scale}× | ${after.source} | ${other.label} / after | ${ratio(other.wallMs, after.wallMs)} | ${ratio(other.cpuMs, after.cpuMs)} |`);
       }
     }
   }
