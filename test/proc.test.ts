@@ -129,3 +129,31 @@ test('freeBytes measures the root filesystem; samplingDelay speeds up near a lim
   t.is(samplingDelay(makeJob({ sample_interval: 100, limits: { rss: 1000 } }), { ...calm, rss: 900 }), 50, 'never below 50 ms');
   t.is(samplingDelay(makeJob({ sample_interval: 250, limits: {} }), { ...calm, rss: 10 ** 12 }), 250, 'no limit, no hurry');
 });
+
+test('a child forked by a non-main thread outside the group is found by the walk while other processes are being born', async (t) => {
+  // The thread's child leaves the group at once (setsid), so only the thread's children file leads to it;
+  // the short-lived `true` processes keep moving the pid cursor, the path where other threads are read less often.
+  const script = 'import subprocess, threading, time\n' +
+    'threading.Thread(target=lambda: (time.sleep(0.3), subprocess.Popen(["sleep", "100"], start_new_session=True).wait())).start()\n' +
+    'time.sleep(100)\n';
+  const leader = spawn('python3', ['-c', script], { detached: true, stdio: 'ignore' });
+  leader.unref();
+  const tree = new ProcessTree(leader.pid!, processStartTime(leader.pid!)!);
+  let churn = true;
+  const churner = (async () => {
+    while (churn) {
+      await new Promise((resolve) => spawn('true').on('exit', resolve));
+      await sleep(10);
+    }
+  })();
+  try {
+    const escaper = await until(() => tree.collect().find((member) => member.pid !== leader.pid && member.stat.comm === 'sleep'), 'the thread-forked escaper');
+    t.teardown(() => killIfRunning([escaper.pid]));
+    t.not(escaper.stat.pgrp, leader.pid, 'it left the process group, so no group scan found it');
+    t.is(readStat(escaper.pid)!.ppid, leader.pid!, 'its parent is the leader (the thread that forked it)');
+  } finally {
+    churn = false;
+    await churner;
+    killIfRunning([leader.pid!]);
+  }
+});
