@@ -1,9 +1,10 @@
 // Node extractor children end to end: the protocol messages they send, output validation failures,
 // the memory self-check, a clean stop, bad options, and views reaching the warehouse.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { parseChildMessage } from '../extractors/sdk/protocol.js';
-import { numbersExtractorJs, spawnExtractor, spawnPublisher, tempDir, withDatabase } from './sdk-harness.js';
+import { extractorEnv, numbersExtractorJs, runExtractorJs, spawnChild, spawnExtractor, spawnPublisher, tempDir, withDatabase } from './sdk-harness.js';
 
 test('a complete run sends hello, heartbeats, progress and a validated ready', async (t) => {
   const staging = path.join(tempDir(t), 'staging.duckdb');
@@ -92,4 +93,26 @@ test('a view declared with ctx.view() is created in the warehouse by the publish
       ['unit_totals', null],
     ]);
   });
+});
+
+test('DUCKVISOR_MEMORY_TRACE writes memory figures per interval and at each phase of the run', async (t) => {
+  const dir = tempDir(t);
+  const trace = path.join(dir, 'memory.trace');
+  const child = spawnChild(t, process.execPath, [runExtractorJs, numbersExtractorJs], {
+    ...extractorEnv({ staging: path.join(dir, 'staging.duckdb'), options: { units: 8, rowsPerUnit: 2000, sleepMs: 60 } }),
+    DUCKVISOR_MEMORY_TRACE: trace,
+  });
+  const result = await child.process;
+  t.is(result.exitCode, 0, result.all);
+  const lines = readFileSync(trace, 'utf8').trim().split('\n');
+  const phases = lines.map((line) => /^\d+ ms (\S+) /.exec(line)?.[1]);
+  t.true(phases.includes('tick'), lines.join('\n'));
+  t.deepEqual(phases.filter((phase) => phase !== 'tick'), ['main-returned', 'committed', 'counted', 'closed']);
+  for (const line of lines) {
+    const figures = /rss ([\d.]+) peak ([\d.]+) heap_total ([\d.]+) heap_used ([\d.]+) external ([\d.]+) duckdb ([\d.]+)/.exec(line);
+    t.truthy(figures, line);
+    t.true(Number(figures![1]) > 10 && Number(figures![2]) >= Number(figures![1]), line);
+  }
+  // While the staging database is open, DuckDB's share is broken down by tag (e.g. IN_MEMORY_TABLE).
+  t.regex(lines.find((line) => line.includes(' committed '))!, /duckdb [\d.]+ \(.*[A-Z_]+=[\d.]+/);
 });

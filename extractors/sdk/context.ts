@@ -156,6 +156,15 @@ export class StagingSession implements UnitStaging {
     return Number(reader.getRows()[0]?.[0] ?? 0);
   }
 
+  /** DuckDB's memory by tag (debug trace). */
+  async duckdbMemoryByTag(): Promise<string> {
+    if (this.closing !== undefined) return '';
+    const reader = await this.monitor.runAndReadAll(
+      "SELECT tag, round(memory_usage_bytes / 1048576, 1) FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY memory_usage_bytes DESC",
+    );
+    return reader.getRows().map(([tag, mib]) => `${String(tag)}=${String(mib)}`).join(' ');
+  }
+
   /**
    * Flushes and closes every writer, checkpoints (merging the WAL into the file), and releases the file lock.
    * Safe to call while the extractor still has work queued: that work is refused, the call in flight is

@@ -7,7 +7,7 @@ import type { ExtractorMain } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { createContext, StagingSession } from './context.js';
-import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, STAGING_WRITER_MEMORY_BYTES, startMemorySelfCheck, type MemorySelfCheck } from './limits.js';
+import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_WRITER_MEMORY_BYTES, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
@@ -166,6 +166,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
 
   // Opening is not raced: the instance must exist (and be closed below) before anything can end the run.
   const session = await StagingSession.open(file, settings);
+  const memoryTrace = startMemoryTrace(env[MEMORY_TRACE_ENV], () => session.duckdbMemoryBytes(), () => session.duckdbMemoryByTag());
   const fatal = interruption.promise;
   const fail = (error: Error): void => interruption.fail(error);
   let selfCheck: MemorySelfCheck | undefined;
@@ -190,6 +191,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     const { context, state } = createContext(options, meta, session, ledger, channel);
     if (interruption.failure !== undefined) throw interruption.failure;
     await Promise.race([extractor.main(context), fatal]);
+    await memoryTrace.mark('main-returned');
     // Units completed since the last group commit are committed now, before anything is counted.
     await Promise.race([ledger.finish(), fatal]);
     await Promise.race([session.flushOutsideUnits(), fatal]);
@@ -201,10 +203,13 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
       channel.log('warn', `stopped on request (${channel.stopReason}) after ${ledger.committedUnits} committed units; staging kept for a resume, not ready`);
       return exitCodes.stopped;
     }
+    await memoryTrace.mark('committed');
     const tableRows = await session.tableRowCounts();
     const report = validate(state.expectation, { units: ledger.committedUnits, skipped: state.skipped.length, tableRows });
+    await memoryTrace.mark('counted');
     await session.close({ checkpoint: true });
     closed = true;
+    await memoryTrace.mark('closed');
     if (!report.ok) throw new ValidationFailed(validationFailureMessage(report));
     await channel.ready({
       tables: Object.keys(tableRows),
@@ -215,6 +220,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     return exitCodes.ok;
   } finally {
     selfCheck?.stop();
+    memoryTrace.stop();
     if (!closed) {
       // A failure: the completed units of the open group are committed when no unit is in flight
       // (bounded wait: a statement in flight may be slow), so a retry does not redo them.
