@@ -7,7 +7,7 @@ import type { ExtractorMain } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { createContext, StagingSession } from './context.js';
-import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_WRITER_MEMORY_BYTES, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
+import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_WRITER_MEMORY_BYTES, startHeapTrim, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
@@ -166,6 +166,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
 
   // Opening is not raced: the instance must exist (and be closed below) before anything can end the run.
   const session = await StagingSession.open(file, settings);
+  const heapTrim = startHeapTrim(env);
   const memoryTrace = startMemoryTrace(env[MEMORY_TRACE_ENV], () => session.duckdbMemoryBytes(), () => session.duckdbMemoryByTag());
   const fatal = interruption.promise;
   const fail = (error: Error): void => interruption.fail(error);
@@ -221,6 +222,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
   } finally {
     selfCheck?.stop();
     memoryTrace.stop();
+    heapTrim.stop();
     if (!closed) {
       // A failure: the completed units of the open group are committed when no unit is in flight
       // (bounded wait: a statement in flight may be slow), so a retry does not redo them.
