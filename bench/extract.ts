@@ -47,6 +47,23 @@ interface Measurement {
 }
 
 const args = process.argv.slice(2);
+const valueOptions = ['scales', 'sources', 'tools', 'ways', 'python-timeout', 'ours-timeout', 'repeat', 'rest-scales', 'artifact-filter'];
+const flagOptions = ['skip-python', 'fresh', 'help'];
+const usage = `usage: node dist/bench/extract.js [--scales 1,10] [--sources file,sqlite,rest] [--tools runs,metric-history,artifacts]
+       [--ways duckvisor,python,read_csv] [--python-timeout S] [--ours-timeout S] [--repeat N] [--rest-scales 1]
+       [--artifact-filter MLFLOW_FILTER] [--skip-python] [--fresh]`;
+for (let i = 0; i < args.length; i++) {
+  const name = args[i]!.replace(/^--/, '');
+  if (!args[i]!.startsWith('--') || (!valueOptions.includes(name) && !flagOptions.includes(name))) {
+    console.error(`bench/extract: unknown argument ${JSON.stringify(args[i])}\n${usage}`);
+    process.exit(2);
+  }
+  if (valueOptions.includes(name)) i++;
+}
+if (args.includes('--help')) {
+  console.log(usage);
+  process.exit(0);
+}
 function option(name: string, fallback: string): string {
   const at = args.indexOf(`--${name}`);
   return at >= 0 && args[at + 1] !== undefined ? args[at + 1]! : fallback;

@@ -53,7 +53,8 @@ test('a setsid grandchild left behind at once by a Node leader that exits is kil
   t.not(grandchild, undefined, 'the fixture named its grandchild');
   t.is(outcome.state, 'succeeded');
   t.is(outcome.exitCode, 0);
-  t.regex(outcome.detail ?? '', /leftover processes stopped .*run id/);
+  // Usually the end-of-run sweep finds it by its run id; on a loaded machine a sample may see it first.
+  t.regex(outcome.detail ?? '', /leftover processes stopped/);
   t.deepEqual(outcome.survivors, []);
   t.false(runningInProc(grandchild!), `grandchild ${grandchild} must be dead`);
   t.deepEqual(processesCarrying(spec.runId), []);
