@@ -1,7 +1,7 @@
 // Test helpers that drive the real bins: write a config, start `bin/duckvisord.js` as a process, call
 // `bin/duckvisorctl.js ... --json`, wait for conditions. Used by daemon, ctl and control tests.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,8 +93,37 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number,
 }
 
 /** Best-effort SIGKILL of a pid (teardown). */
+/** Direct children of `pid` (for a daemon: the leaders of its runs, each in its own process group). */
+function childPids(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return children;
+}
+
+/**
+ * Sends `signal` to `pid`. A SIGKILLed daemon leaves its runs alive on purpose (their output goes to
+ * their log files, and a restarted daemon adopts or ends them), so with SIGKILL the process groups of
+ * its direct children are killed first: a test's teardown must not leave runs behind.
+ */
 export function killQuietly(pid: number | undefined, signal: NodeJS.Signals = 'SIGKILL'): void {
   if (!pid) return;
+  if (signal === 'SIGKILL') {
+    for (const child of childPids(pid)) {
+      try {
+        process.kill(-child, 'SIGKILL');
+      } catch {
+        // not a group leader, or gone
+      }
+    }
+  }
   try {
     process.kill(pid, signal);
   } catch {
