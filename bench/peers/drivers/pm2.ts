@@ -14,9 +14,10 @@ export class Pm2Driver implements Driver {
     return execa(pm2Bin, args, { reject: false, env: { PM2_HOME: this.home }, timeout: 60_000 });
   }
 
+  // Read from the package, not `pm2 --version`: that starts a PM2 daemon which outlives the bench.
   async version(): Promise<string> {
-    const result = await execa(pm2Bin, ['--version'], { reject: false, env: { PM2_HOME: path.join(path.dirname(pm2Bin), '..', '..', '.pm2-version') } });
-    return `pm2 ${result.stdout.trim().split('\n').pop()}`;
+    const manifest = JSON.parse(readFileSync(path.join(path.dirname(pm2Bin), '..', 'pm2', 'package.json'), 'utf8')) as { version: string };
+    return `pm2 ${manifest.version}`;
   }
 
   async start(workloads: Workload[], workDir: string): Promise<void> {
