@@ -23,6 +23,7 @@ import { execa } from 'execa';
 import { childEnv } from '../extractors/sdk/protocol.js';
 import { projectRoot } from '../supervisor/paths.js';
 import { machineLine } from './machine.js';
+import { watch } from './watch-process.js';
 
 type Source = 'file' | 'sqlite';
 
@@ -68,22 +69,9 @@ const pythonWay = args.includes('--python');
 const renderOnly = args.includes('--render-only');
 const python = path.join(projectRoot, '.venv', 'bin', 'python');
 const SIGNAL_GLOB = 'signals/csv/*.csv';
-const CLK_TCK = 100;
 const storesDir = path.join(projectRoot, 'bench', 'work', 'stores');
 const resultsJson = path.join(projectRoot, 'bench', 'results', 'artifacts-speed.json');
 const resultsMd = path.join(projectRoot, 'bench', 'results', 'artifacts-speed.md');
-
-function sampleProc(pid: number): { hwm: number; cpuMs: number } | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
-    return { hwm: hwm ? Number(hwm[1]) * 1024 : 0, cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK };
-  } catch {
-    return undefined;
-  }
-}
 
 /** Row count and an order-sensitive hash of every user table in a staging file. */
 async function digest(staging: string): Promise<Record<string, TableDigest>> {
@@ -122,19 +110,11 @@ async function measure(scale: number, source: Source, work: string): Promise<Mea
   };
   const command = `${Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ')} node ${runner} mlflow-artifacts`.replaceAll(`${projectRoot}/`, '');
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' / ');
-  const started = performance.now();
   const child = execa(process.execPath, [runner, 'mlflow-artifacts'], { env, ipc: true, serialization: 'json', detached: true, reject: false, stdout: 'ignore', stderr: 'pipe' });
-  let peak = { hwm: 0, cpuMs: 0 };
-  const sample = (): void => {
-    const s = child.pid === undefined ? undefined : sampleProc(child.pid);
-    if (s !== undefined) peak = { hwm: Math.max(peak.hwm, s.hwm), cpuMs: Math.max(peak.cpuMs, s.cpuMs) };
-  };
-  const poll = setInterval(sample, 20);
   let rows = 0;
   let runsDone = 0;
   let runsTotal = 0;
-  child.on('message', (message: unknown) => {
-    sample();
+  const result = await watch(child, timeoutMs, (message) => {
     const m = message as { type?: string; rows?: number; done?: number; total?: number };
     if (m.type === 'ready' && typeof m.rows === 'number') rows = m.rows;
     if (m.type === 'progress') {
@@ -142,28 +122,16 @@ async function measure(scale: number, source: Source, work: string): Promise<Mea
       runsTotal = m.total ?? runsTotal;
     }
   });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }, timeoutMs);
-  const result = await child;
-  const wallMs = performance.now() - started;
-  clearTimeout(timer);
-  clearInterval(poll);
+  const { timedOut, wallMs } = result;
   const ok = !timedOut && result.exitCode === 0 && rows > 0;
   const tables = ok ? await digest(staging) : {};
   rmSync(staging, { force: true });
   rmSync(`${staging}.wal`, { force: true });
   const commit = (await execa('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { reject: false })).stdout || (existsSync(path.join(root, 'COMMIT')) ? readFileSync(path.join(root, 'COMMIT'), 'utf8').trim() : 'unknown');
   return {
-    label, filter, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: peak.cpuMs, peakRssBytes: peak.hwm, rows, runsDone, runsTotal,
+    label, filter, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: result.cpuMs, peakRssBytes: result.peakRssBytes, rows, runsDone, runsTotal,
     files: tables['artifacts']?.rows ?? 0, tables, commit, command, at: new Date().toISOString(), load,
-    ...(ok ? {} : { note: timedOut ? `stopped at the ${timeoutMs / 1000} s cap after ${runsDone}/${runsTotal} runs` : String(result.stderr ?? '').split('\n').filter(Boolean).slice(-3).join(' | ') }),
+    ...(ok ? {} : { note: timedOut ? `stopped at the ${timeoutMs / 1000} s cap after ${runsDone}/${runsTotal} runs` : result.stderr.split('\n').filter(Boolean).slice(-3).join(' | ') }),
   };
 }
 
@@ -174,38 +142,21 @@ async function measurePython(scale: number, source: Source, store: string, work:
   const argv = [path.join(projectRoot, 'bench', 'python-way.py'), '--tool', 'artifacts', '--uri', uri, '--out', out, '--glob', SIGNAL_GLOB, ...(filter !== '' ? ['--filter', filter] : [])];
   const command = `.venv/bin/python ${argv.map((a) => (/[ *']/.test(a) ? `"${a}"` : a)).join(' ')}`.replaceAll(`${projectRoot}/`, '');
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' / ');
-  const started = performance.now();
   const child = execa(python, argv, { detached: true, reject: false, env: { MLFLOW_ALLOW_FILE_STORE: 'true' } });
-  let peak = { hwm: 0, cpuMs: 0 };
-  const poll = setInterval(() => {
-    const s = child.pid === undefined ? undefined : sampleProc(child.pid);
-    if (s !== undefined) peak = { hwm: Math.max(peak.hwm, s.hwm), cpuMs: Math.max(peak.cpuMs, s.cpuMs) };
-  }, 20);
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }, timeoutMs);
-  const result = await child;
-  const wallMs = performance.now() - started;
-  clearTimeout(timer);
-  clearInterval(poll);
+  const result = await watch(child, timeoutMs);
+  const { timedOut, wallMs } = result;
   rmSync(out, { force: true });
   rmSync(`${out}.wal`, { force: true });
-  const final = String(result.stdout ?? '').trim().split('\n').pop() ?? '';
-  const beats = [...String(result.stderr ?? '').matchAll(/\[HEARTBEAT\] (\d+)\/(\d+) rows=(\d+)/g)];
+  const final = result.stdout.trim().split('\n').pop() ?? '';
+  const beats = [...result.stderr.matchAll(/\[HEARTBEAT\] (\d+)\/(\d+) rows=(\d+)/g)];
   const lastBeat = beats.at(-1);
   const ok = !timedOut && result.exitCode === 0 && final.startsWith('{');
   const rows = ok ? (JSON.parse(final) as { rows: number }).rows : lastBeat ? Number(lastBeat[3]) : 0;
   return {
-    label: 'python', filter, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: peak.cpuMs, peakRssBytes: peak.hwm, rows,
+    label: 'python', filter, scale, source, status: timedOut ? 'timeout' : ok ? 'ok' : 'failed', wallMs, cpuMs: result.cpuMs, peakRssBytes: result.peakRssBytes, rows,
     runsDone: lastBeat ? Number(lastBeat[1]) : 0, runsTotal: lastBeat ? Number(lastBeat[2]) : 0, files: 0, tables: {}, commit: 'bench/python-way.py', command,
     at: new Date().toISOString(), load,
-    ...(ok ? {} : { note: timedOut ? `stopped at the ${timeoutMs / 1000} s cap` : String(result.stderr ?? '').split('\n').filter(Boolean).slice(-2).join(' | ') }),
+    ...(ok ? {} : { note: timedOut ? `stopped at the ${timeoutMs / 1000} s cap` : result.stderr.split('\n').filter(Boolean).slice(-2).join(' | ') }),
   };
 }
 

@@ -20,11 +20,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { version as duckdbVersion } from '@duckdb/node-api';
 import { childEnv } from '../extractors/sdk/protocol.js';
 import { compiledPath, projectRoot } from '../supervisor/paths.js';
 import { machineLine } from './machine.js';
+import { watch } from './watch-process.js';
 
 type Source = 'file' | 'sqlite' | 'rest';
 type Tool = 'runs' | 'metric-history' | 'artifacts';
@@ -90,74 +91,11 @@ const python = path.join(projectRoot, '.venv', 'bin', 'python');
 const runExtractorJs = compiledPath('extractors/run-extractor.ts');
 const storesDir = path.join(projectRoot, 'bench', 'work', 'stores');
 const SIGNAL_GLOB = 'signals/csv/*.csv';
-const CLK_TCK = 100;
 
 function storeDir(scale: number): string {
   return path.join(storesDir, `seed-${scale}x`);
 }
 
-interface ProcSample {
-  hwm: number;
-  cpuMs: number;
-}
-
-function sampleProc(pid: number): ProcSample | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
-    return { hwm: hwm ? Number(hwm[1]) * 1024 : 0, cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK };
-  } catch {
-    return undefined;
-  }
-}
-
-interface Watched {
-  wallMs: number;
-  cpuMs: number;
-  peakRssBytes: number;
-  timedOut: boolean;
-  exitCode: number | undefined;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a child to completion (or kills its group at the timeout) while polling its VmHWM and CPU time. */
-async function watch(child: ResultPromise, timeoutMs: number, onMessage?: (message: unknown) => void): Promise<Watched> {
-  const started = performance.now();
-  let last: ProcSample = { hwm: 0, cpuMs: 0 };
-  const poll = setInterval(() => {
-    const sample = child.pid === undefined ? undefined : sampleProc(child.pid);
-    if (sample !== undefined) last = { hwm: Math.max(last.hwm, sample.hwm), cpuMs: Math.max(last.cpuMs, sample.cpuMs) };
-  }, 20);
-  // A zombie's /proc/<pid>/status has no VmHWM any more: keep the maximum of every sample (VmHWM and
-  // CPU time only grow), read every 20 ms and on every IPC message.
-  if (onMessage !== undefined) {
-    child.on('message', (message: unknown) => {
-      const sample = child.pid === undefined ? undefined : sampleProc(child.pid);
-      if (sample !== undefined) last = { hwm: Math.max(last.hwm, sample.hwm), cpuMs: Math.max(last.cpuMs, sample.cpuMs) };
-      onMessage(message);
-    });
-  }
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }, timeoutMs);
-  const result = await child;
-  const wallMs = performance.now() - started;
-  clearTimeout(timer);
-  clearInterval(poll);
-  return {
-    wallMs, cpuMs: last.cpuMs, peakRssBytes: last.hwm, timedOut, exitCode: result.exitCode,
-    stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''),
-  };
-}
 
 function extractorName(tool: Tool): string {
   return `mlflow-${tool}`;
