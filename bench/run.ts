@@ -1,11 +1,20 @@
 // `npm run bench`: the peer comparison (duckvisor vs PM2 vs supervisord+memmon, systemd on paper) on
-// the seven scenarios, all in one invocation, alternating supervisors between repetitions so machine
-// drift hits all equally; then regenerates bench/RESULTS.md.
+// the seven scenarios, all in one invocation; then regenerates bench/RESULTS.md.
 //
-//   npm run bench                          full run (3 repetitions; ~12 minutes)
-//   npm run bench -- --quick               one repetition, short windows (CI)
+//   npm run bench                          full run (3 repetitions; ~13 minutes)
+//   npm run bench -- --quick               one repetition, short windows (CI, ~3 minutes)
 //   npm run bench -- --scenarios fast-leak,hang --supervisors duckvisor,pm2 --reps 5
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+//
+// Schedule: every duckvisor trial and every overhead (CPU) trial runs alone, supervisors alternating
+// between repetitions so machine drift hits all equally. The peers' slow detections (PM2's 30 s and
+// memmon's 60 s check periods, supervisord's 10 s stop grace) then run side by side, each under its own
+// supervisor instance: their latency is set by the peer's own timer, which a neighbour cannot move.
+//
+// Before it starts, the run refuses to share the machine with another peer comparison, kills what an
+// earlier interrupted run left (orphaned workloads, peer daemons, a swap file), and refuses a busy machine
+// (other processes using CPU) unless --allow-busy; --quick only warns.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../supervisor/paths.js';
@@ -15,10 +24,11 @@ import type { Driver } from './peers/driver.js';
 import { DuckvisorDriver } from './peers/drivers/duckvisor.js';
 import { Pm2Driver } from './peers/drivers/pm2.js';
 import { SupervisordDriver } from './peers/drivers/supervisord.js';
+import { describeLoad, killStrays, otherBenchRuns, sampleHostLoad, type HostLoad } from './peers/host.js';
 import { ensurePeers } from './peers/install.js';
 import { renderTable, type Cell } from './peers/report.js';
-import { scenarios, type TrialResult } from './peers/scenarios.js';
-import { enableSwapFile } from './peers/swap.js';
+import { scenarios, type Scenario, type TrialResult } from './peers/scenarios.js';
+import { enableSwapFile, removeStaleSwapFiles, type SwapFile } from './peers/swap.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,12 +36,13 @@ const { values } = parseArgs({
     reps: { type: 'string' },
     scenarios: { type: 'string' },
     supervisors: { type: 'string' },
+    'allow-busy': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 
 if (values.help) {
-  console.log('usage: npm run bench -- [--quick] [--reps N] [--scenarios a,b] [--supervisors duckvisor,pm2,supervisord+memmon]');
+  console.log('usage: npm run bench -- [--quick] [--reps N] [--scenarios a,b] [--supervisors duckvisor,pm2,supervisord+memmon] [--allow-busy]');
   console.log(`scenarios: ${scenarios.map((scenario) => scenario.id).join(', ')}`);
   process.exit(0);
 }
@@ -40,14 +51,29 @@ const quick = values.quick ?? false;
 const reps = Number(values.reps ?? (quick ? 1 : 3));
 const chosenScenarios = values.scenarios ? scenarios.filter((scenario) => values.scenarios!.split(',').includes(scenario.id)) : scenarios;
 const log = (line: string) => console.error(`[bench] ${line}`);
+const elapsed = (since: number) => `${((Date.now() - since) / 1000).toFixed(0)} s`;
 
-const workRoot = path.join(projectRoot, 'bench', 'work', 'runs');
+const others = otherBenchRuns();
+if (others.length > 0) {
+  log(`another peer comparison is running (pid ${others.join(', ')}): two at once disturb each other's numbers and share bench/work/runs; wait for it or stop it`);
+  process.exit(3);
+}
+
+const workDir = path.join(projectRoot, 'bench', 'work');
+for (const stray of await killStrays(projectRoot)) log(`killed pid ${stray.pid} left by an earlier run: ${stray.command.slice(0, 120)}`);
+for (const file of removeStaleSwapFiles(workDir)) log(`removed a swap file left by an earlier run: ${file}`);
+
+const hostLoad = await waitForQuietHost();
+const workRoot = path.join(workDir, 'runs');
 rmSync(workRoot, { recursive: true, force: true });
 mkdirSync(workRoot, { recursive: true });
 
 const missing = await ensurePeers(log);
-const allDrivers: Driver[] = [new DuckvisorDriver(), new Pm2Driver(), new SupervisordDriver()];
-const drivers = values.supervisors ? allDrivers.filter((driver) => values.supervisors!.split(',').includes(driver.name)) : allDrivers;
+type DriverFactory = () => Driver;
+const factories: DriverFactory[] = [() => new DuckvisorDriver(), () => new Pm2Driver(), () => new SupervisordDriver()];
+const chosen = factories.filter((make) => !values.supervisors || values.supervisors.split(',').includes(make().name));
+const drivers = chosen.map((make) => make());
+const factoryOf = new Map(drivers.map((driver, index) => [driver.name, chosen[index]!]));
 const versions: string[] = [];
 for (const driver of drivers) {
   versions.push(missing[driver.name] ? `${driver.name}: unavailable (${missing[driver.name]})` : await driver.version());
@@ -55,56 +81,154 @@ for (const driver of drivers) {
 
 const results = new Map<string, Map<string, TrialResult[]>>();
 const unavailable = new Map<string, string>();
-const swap = chosenScenarios.some((scenario) => scenario.id === 'swap-thrash') ? await enableSwapFile(path.join(projectRoot, 'bench', 'work')) : undefined;
+let swap: SwapFile | string | undefined;
+const removeSwap = () => {
+  if (swap && typeof swap !== 'string') swap.remove();
+  swap = undefined;
+};
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    // Supervisors started with execa die with us; a PM2 daemon or an orphan is swept by the next run.
+    removeSwap();
+    process.exit(130);
+  });
+}
+
+interface PlannedTrial {
+  rep: number;
+  scenario: Scenario;
+  driver: Driver;
+}
+
+function record(trial: PlannedTrial, result: TrialResult): void {
+  const byDriver = results.get(trial.scenario.id) ?? new Map<string, TrialResult[]>();
+  byDriver.set(trial.driver.name, [...(byDriver.get(trial.driver.name) ?? []), result]);
+  results.set(trial.scenario.id, byDriver);
+}
+
+async function runTrial(trial: PlannedTrial, label: string): Promise<void> {
+  const { scenario, driver } = trial;
+  if (scenario.id === 'swap-thrash' && swap === undefined) swap = enableSwapFile(workDir);
+  if (scenario.id === 'swap-thrash' && typeof swap === 'string') {
+    unavailable.set(`${scenario.id}/${driver.name}`, `no swap here: ${swap}`);
+    return;
+  }
+  const started = Date.now();
+  log(`${label} rep ${trial.rep + 1}/${reps} ${scenario.id} under ${driver.name}`);
+  try {
+    const result = await scenario.trial(driver, { quick, workRoot });
+    log(`  → ${scenario.id}/${driver.name} (${elapsed(started)}) ${JSON.stringify(result)}`);
+    record(trial, result);
+  } catch (error) {
+    log(`  ✗ ${driver.name} failed on ${scenario.id} (${elapsed(started)}): ${(error as Error).message}`);
+    await driver.shutdown().catch(() => []);
+    if (driver.name === 'duckvisor') process.exitCode = 1;
+  }
+}
+
+/** Available memory, bytes (MemAvailable), which bounds how many leaking peer trials run at once. */
+function memAvailable(): number {
+  const line = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return line ? Number(line[1]) * 1024 : os.freemem();
+}
+
+/** Runs the trials side by side, as many at once as `maxParallel` and the memory budget allow. */
+async function runSideBySide(trials: PlannedTrial[], maxParallel: number): Promise<void> {
+  const budget = Math.max(2 * 1024 ** 3, Math.min(12 * 1024 ** 3, memAvailable() - 4 * 1024 ** 3));
+  const queue = [...trials];
+  const running = new Set<Promise<void>>();
+  let reserved = 0;
+  while (queue.length > 0 || running.size > 0) {
+    const next = queue[0];
+    const need = next?.scenario.memoryBytes ?? 0;
+    if (next && running.size < maxParallel && (running.size === 0 || reserved + need <= budget)) {
+      queue.shift();
+      reserved += need;
+      const task: Promise<void> = runTrial(next, 'side by side:').finally(() => {
+        reserved -= need;
+        running.delete(task);
+      });
+      running.add(task);
+      continue;
+    }
+    await Promise.race(running);
+  }
+}
+
+/** Samples the host; if others use CPU, waits up to a minute for it to calm, then refuses (warns in quick mode). */
+async function waitForQuietHost(): Promise<HostLoad> {
+  const busyCores = 0.5;
+  let load = await sampleHostLoad();
+  const deadline = Date.now() + 60_000;
+  while (load.busyCores > busyCores && !quick && !values['allow-busy'] && Date.now() < deadline) {
+    log(`machine busy, waiting for it to calm (up to 60 s): ${describeLoad(load)}`);
+    load = await sampleHostLoad(5000);
+  }
+  if (load.busyCores > busyCores) {
+    const message = `the machine is busy: ${describeLoad(load)}. Its numbers would not be comparable with a quiet run.`;
+    if (!quick && !values['allow-busy']) {
+      log(`${message} Refusing to run; stop that load or pass --allow-busy (the load is then written into the results).`);
+      process.exit(3);
+    }
+    log(`WARNING: ${message}`);
+  } else {
+    log(`host: ${describeLoad(load)}`);
+  }
+  return load;
+}
+
 const startedAt = Date.now();
 try {
+  // Alone, in order: every duckvisor trial and every trial a neighbour could disturb, with the order of
+  // supervisors rotated every repetition so no supervisor always runs first or last.
+  const sideBySide: PlannedTrial[] = [];
   for (let rep = 0; rep < reps; rep += 1) {
     for (const scenario of chosenScenarios) {
-      // Rotate the order every repetition so no supervisor always runs first or last.
       const order = drivers.map((_, index) => drivers[(index + rep) % drivers.length]!);
       for (const driver of order) {
-        const key = `${scenario.id}/${driver.name}`;
         const expressible = scenario.expressible[driver.name];
-        const reason = missing[driver.name] ?? (expressible === true ? undefined : expressible) ??
-          (scenario.id === 'swap-thrash' && typeof swap === 'string' ? `no swap here: ${swap}` : undefined);
+        const reason = missing[driver.name] ?? (expressible === true ? undefined : expressible);
         if (reason) {
-          unavailable.set(key, reason);
+          unavailable.set(`${scenario.id}/${driver.name}`, reason);
           continue;
         }
-        log(`rep ${rep + 1}/${reps} ${scenario.id} under ${driver.name}`);
-        try {
-          const result = await scenario.trial(driver, { quick, workRoot });
-          log(`  → ${JSON.stringify(result)}`);
-          const byDriver = results.get(scenario.id) ?? new Map<string, TrialResult[]>();
-          byDriver.set(driver.name, [...(byDriver.get(driver.name) ?? []), result]);
-          results.set(scenario.id, byDriver);
-        } catch (error) {
-          log(`  ✗ ${driver.name} failed on ${scenario.id}: ${(error as Error).message}`);
-          await driver.shutdown().catch(() => undefined);
-          if (driver.name === 'duckvisor') process.exitCode = 1;
-        }
+        if (scenario.concurrentFor?.(driver.name)) sideBySide.push({ rep, scenario, driver: factoryOf.get(driver.name)!() });
+        else await runTrial({ rep, scenario, driver }, 'alone:');
       }
     }
   }
+  removeSwap();
+  log(`trials that run alone took ${elapsed(startedAt)}`);
+  // Longest first (memmon's 60 s period, then PM2's 30 s), so the tail is short.
+  const rank = (trial: PlannedTrial) => (trial.driver.name.startsWith('supervisord') ? 0 : 1) + (trial.scenario.memoryBytes ? 0 : 2);
+  sideBySide.sort((a, b) => rank(a) - rank(b) || a.rep - b.rep);
+  const sideStarted = Date.now();
+  if (sideBySide.length > 0) await runSideBySide(sideBySide, quick ? sideBySide.length : 6);
+  log(`trials side by side took ${elapsed(sideStarted)}; whole run ${elapsed(startedAt)}`);
 } finally {
-  if (swap && typeof swap !== 'string') await swap.remove();
+  removeSwap();
 }
 
+const partial = values.scenarios !== undefined || values.supervisors !== undefined;
 const command = `npm run bench${quick ? ' -- --quick' : ''}${values.reps ? ` -- --reps ${reps}` : ''}`;
+const loadNote = `Host at start: ${describeLoad(hostLoad)}; load average at the end ${os.loadavg().map((value) => value.toFixed(2)).join(' ')}.`;
 const sections = [
   '## Peer comparison: what each supervisor catches, how fast, at what cost',
   '',
   `Command: \`${command}\` (${reps} repetition${reps === 1 ? '' : 's'}${quick ? ', quick windows' : ''}; took ${((Date.now() - startedAt) / 60000).toFixed(1)} min).`,
   `Machine: ${machineLine()}.`,
+  loadNote,
   `Versions: ${versions.join('; ')}.`,
   'Peers run with their defaults plus the limit users would set: PM2 `max_memory_restart` (30 s check),',
   'supervisord with `stopasgroup`/`killasgroup` and superlance `memmon -c` on `TICK_60`. duckvisor runs with its',
   'defaults (250 ms sampling, 10 s stop_grace). Every number comes from the workload\'s own timestamped log and',
   'from /proc polled every 5 ms by the harness. A peer that did not stop the process within its window is',
-  '"not caught" (the window is its check period plus a margin).',
+  '"not caught" (the window is its check period plus a margin). duckvisor trials and overhead trials ran alone;',
+  'the peers\' leak trials and supervisord\'s stop ran side by side, each under its own supervisor instance (their',
+  'latency is set by their own 30 s / 60 s check period or 10 s stop grace, which a neighbour cannot move).',
   '',
 ];
-const json: Record<string, unknown> = { command, machine: machineLine(), versions, quick, reps, scenarios: {} };
+const json: Record<string, unknown> = { command, machine: machineLine(), hostLoad, versions, quick, reps, scenarios: {} };
 for (const scenario of chosenScenarios) {
   const cells: Cell[] = drivers.map((driver) => ({
     driver: driver.name,
@@ -114,9 +238,16 @@ for (const scenario of chosenScenarios) {
   sections.push(renderTable(scenario, cells));
   (json.scenarios as Record<string, unknown>)[scenario.id] = cells;
 }
-const resultsDir = path.join(projectRoot, 'bench', 'results');
-mkdirSync(resultsDir, { recursive: true });
-writeFileSync(path.join(resultsDir, quick ? 'peers-quick.json' : 'peers.json'), JSON.stringify(json, null, 2));
-if (!quick) writeFileSync(path.join(resultsDir, 'peers.md'), sections.join('\n'));
 console.log(sections.join('\n'));
-if (!quick) assembleResults();
+if (partial) {
+  // A subset is a check, not a result: it stays out of bench/results and RESULTS.md.
+  writeFileSync(path.join(workDir, 'peers-partial.json'), JSON.stringify(json, null, 2));
+  writeFileSync(path.join(workDir, 'peers-partial.md'), sections.join('\n'));
+  log('partial run (--scenarios/--supervisors): results written to bench/work/peers-partial.{json,md} only');
+} else {
+  const resultsDir = path.join(projectRoot, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(path.join(resultsDir, quick ? 'peers-quick.json' : 'peers.json'), JSON.stringify(json, null, 2));
+  if (!quick) writeFileSync(path.join(resultsDir, 'peers.md'), sections.join('\n'));
+  if (!quick) assembleResults();
+}

@@ -28,6 +28,9 @@ export interface Driver {
   stop(name: string): Promise<void>;
   /** The supervisor's own processes (daemon, listeners), for overhead measurement. */
   supervisorPids(): number[];
-  /** Stops the supervisor and everything it runs. */
-  shutdown(): Promise<void>;
+  /**
+   * Stops the supervisor and everything it runs, confirmed from /proc; returns the pids that outlived the
+   * supervisor's own shutdown and had to be SIGKILLed by the harness (none, for a clean shutdown).
+   */
+  shutdown(): Promise<number[]>;
 }

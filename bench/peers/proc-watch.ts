@@ -1,6 +1,6 @@
 // Ground truth for the benchmarks: process liveness and CPU read straight from /proc, polled by the
 // harness itself, so no supervisor's own account of a death is trusted.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ProcStat {
@@ -46,12 +46,48 @@ export function readRss(pid: number): number {
   }
 }
 
-/** Polls every 5 ms until every pid is dead; returns the time of the last death, or undefined on timeout. */
-export async function waitForDeath(pids: number[], timeoutMs: number): Promise<number | undefined> {
+export function readSwap(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/^VmSwap:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Every pid in /proc right now. */
+export function allPids(): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number);
+}
+
+/** The command line joined with spaces ('' when the process is gone or a kernel thread). */
+export function readCmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** The environment as NUL-separated KEY=value text ('' when unreadable). */
+export function readEnviron(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Polls every 5 ms until every pid is dead; returns the time of the last death, or undefined on timeout.
+ * `onPoll` runs at every poll while something is alive (the swap scenario reads VmSwap there).
+ */
+export async function waitForDeath(pids: number[], timeoutMs: number, onPoll?: (now: number) => void): Promise<number | undefined> {
   const deadline = Date.now() + timeoutMs;
   const remaining = new Set(pids);
   let lastDeath = 0;
   while (remaining.size > 0) {
+    onPoll?.(Date.now());
     for (const pid of remaining) {
       if (!isAlive(pid)) {
         remaining.delete(pid);

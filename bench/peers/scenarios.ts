@@ -5,7 +5,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../../supervisor/paths.js';
 import type { Driver, Workload } from './driver.js';
-import { isAlive, killQuietly, readProcStat, readRss, waitForDeath } from './proc-watch.js';
+import { isAlive, killQuietly, readProcStat, readRss, readSwap, waitForDeath } from './proc-watch.js';
+import { reapTrial, trialEnvKey, trialProcesses } from './reap.js';
 import { readStateLog, waitForEntry, type StateEntry } from './state-log.js';
 
 const MiB = 1024 * 1024;
@@ -26,6 +27,8 @@ export interface TrialResult {
   supervisorRss?: number;
   /** How long the harness waited before calling it "not caught". */
   windowMs: number;
+  /** Processes still alive after the supervisor's shutdown, killed by the harness (0 for a clean shutdown). */
+  leftovers?: number;
 }
 
 export interface RunOptions {
@@ -41,8 +44,18 @@ export interface Scenario {
   /** The goal stated for duckvisor, in words, and a check against its median. */
   goal: string;
   goalMet(results: TrialResult[]): boolean;
+  /**
+   * True when this driver's trial may run at the same time as other such trials: a peer's detection
+   * latency dominated by its own check period (PM2 30 s, memmon 60 s) or grace timer, which a neighbour
+   * cannot move. duckvisor trials and overhead (CPU) trials always run alone.
+   */
+  concurrentFor?(driverName: string): boolean;
+  /** Memory the workload may reach under a supervisor that never stops it, bytes (bounds concurrency). */
+  memoryBytes?: number;
   trial(driver: Driver, options: RunOptions): Promise<TrialResult>;
 }
+
+const isPeer = (driverName: string) => driverName !== 'duckvisor';
 
 function node(script: string): string[] {
   return [process.execPath, path.join(workloadsDir, script)];
@@ -60,6 +73,37 @@ function trialDir(options: RunOptions, scenario: string, driver: Driver): string
   return mkdtempSync(path.join(options.workRoot, `${scenario}-${driver.name.replace(/\W+/g, '_')}-`));
 }
 
+/**
+ * Starts the supervisor on the workloads (each marked with the trial's folder in its environment, which
+ * its descendants inherit), runs `body`, then shuts the supervisor down and confirms from /proc that
+ * nothing of the trial is left; what is left is killed and counted in `leftovers`.
+ */
+async function withSupervisor<T>(
+  driver: Driver,
+  options: RunOptions,
+  scenario: string,
+  workloads: (dir: string) => Workload[],
+  body: (dir: string) => Promise<T>,
+): Promise<{ value: T; leftovers: number }> {
+  const dir = trialDir(options, scenario, driver);
+  const marked = workloads(dir).map((workload) => ({ ...workload, env: { ...workload.env, [trialEnvKey]: dir } }));
+  const finish = async (): Promise<number> => {
+    const survivors = await driver.shutdown();
+    const leftovers = survivors.length + (await reapTrial(dir));
+    if (leftovers > 0) console.error(`[bench]   ! ${driver.name} left ${leftovers} process(es) alive after its shutdown (${scenario}); the harness killed them`);
+    return leftovers;
+  };
+  let value: T;
+  try {
+    await driver.start(marked, dir);
+    value = await body(dir);
+  } catch (error) {
+    await finish().catch(() => 0);
+    throw error;
+  }
+  return { value, leftovers: await finish() };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -74,31 +118,41 @@ function allCaughtWithin(results: TrialResult[], limitMs: number): boolean {
   return results.length > 0 && results.every((result) => result.caught) && median(latencies(results)) <= limitMs;
 }
 
+interface DeathWatch {
+  logFile: string;
+  victimPid: number;
+  diedAt: number | undefined;
+  windowMs: number;
+  leftovers: number;
+}
+
+interface DeathTrial {
+  workload: (logFile: string) => Workload;
+  /** Waits for the workload to name the process whose death is measured. */
+  victim: (logFile: string) => Promise<StateEntry & { victimPid: number }>;
+  /** Added to the driver's window (time the workload needs before it misbehaves). */
+  extraWindowMs?: number;
+  /** Runs at every 5 ms poll while the victim lives (ground truth read from /proc by the harness). */
+  onPoll?: (victimPid: number, now: number) => void;
+}
+
 /** Runs one workload under a driver and waits for the process named by `victim` to die. */
-async function runUntilDeath(
-  driver: Driver,
-  options: RunOptions,
-  scenario: string,
-  workload: (logFile: string) => Workload,
-  victim: (log: string) => Promise<StateEntry & { victimPid: number }>,
-  extraWindowMs = 0,
-): Promise<{ logFile: string; victimPid: number; diedAt: number | undefined; windowMs: number; pids: number[] }> {
-  const dir = trialDir(options, scenario, driver);
-  const logFile = path.join(dir, 'state.log');
-  await driver.start([workload(logFile)], dir);
-  const windowMs = windowFor(driver, options) + extraWindowMs;
-  let victimPid = 0;
-  const pids: number[] = [];
-  try {
-    const entry = await victim(logFile);
-    victimPid = entry.victimPid;
-    pids.push(entry.pid, victimPid);
-    const diedAt = await waitForDeath([victimPid], windowMs);
-    return { logFile, victimPid, diedAt, windowMs, pids };
-  } finally {
-    killQuietly(pids.filter(isAlive));
-    await driver.shutdown();
-  }
+async function runUntilDeath(driver: Driver, options: RunOptions, scenario: string, trial: DeathTrial): Promise<DeathWatch> {
+  const windowMs = windowFor(driver, options) + (trial.extraWindowMs ?? 0);
+  const { value, leftovers } = await withSupervisor(driver, options, scenario, (dir) => [trial.workload(path.join(dir, 'state.log'))], async (dir) => {
+    const logFile = path.join(dir, 'state.log');
+    const pids: number[] = [];
+    try {
+      const entry = await trial.victim(logFile);
+      pids.push(entry.pid, entry.victimPid);
+      const onPoll = trial.onPoll;
+      const diedAt = await waitForDeath([entry.victimPid], windowMs, onPoll && ((now) => onPoll(entry.victimPid, now)));
+      return { logFile, victimPid: entry.victimPid, diedAt, windowMs };
+    } finally {
+      killQuietly(pids.filter(isAlive));
+    }
+  });
+  return { ...value, leftovers };
 }
 
 const leakLimit = 200 * MiB;
@@ -108,24 +162,23 @@ const fastLeak: Scenario = {
   title: '1. Fast leak: RSS grows ~100 MB/s past a 200 MiB limit',
   expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
   goal: 'over-limit time ≤ 0.5 s and peak ≤ limit + 64 MB',
+  concurrentFor: isPeer,
+  memoryBytes: 3200 * MiB,
   goalMet: (results) =>
     allCaughtWithin(results, 500) && median(results.map((result) => result.peakBytes ?? Infinity)) <= leakLimit + 64 * 1000 * 1000,
   async trial(driver, options) {
-    const run = await runUntilDeath(
-      driver,
-      options,
-      this.id,
-      (logFile) => ({ name: 'fastleak', argv: node('fast-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
-      async (logFile) => {
+    const run = await runUntilDeath(driver, options, this.id, {
+      workload: (logFile) => ({ name: 'fastleak', argv: node('fast-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
+      victim: async (logFile) => {
         const start = await waitForEntry(logFile, (entry) => entry.event === 'start', 15_000);
         return { ...start, victimPid: start.pid };
       },
-    );
+    });
     const entries = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid);
     const crossing = entries.find((entry) => (entry.rss ?? 0) > leakLimit);
     const peakBytes = Math.max(0, ...entries.map((entry) => entry.rss ?? 0));
     const caught = run.diedAt !== undefined && crossing !== undefined;
-    return { caught, latencyMs: caught ? run.diedAt! - crossing!.t : undefined, peakBytes, windowMs: run.windowMs };
+    return { caught, latencyMs: caught ? run.diedAt! - crossing!.t : undefined, peakBytes, windowMs: run.windowMs, leftovers: run.leftovers };
   },
 };
 
@@ -134,20 +187,19 @@ const grandchildLeak: Scenario = {
   title: '2. Slow leak in a grandchild (~20 MB/s), 200 MiB limit on the job',
   expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
   goal: 'caught within 1 s of the tree crossing the limit',
+  concurrentFor: isPeer,
+  memoryBytes: 1600 * MiB,
   goalMet: (results) => allCaughtWithin(results, 1000),
   async trial(driver, options) {
     // The grandchild needs ~8 s to push the tree past the limit; the window starts after that.
-    const run = await runUntilDeath(
-      driver,
-      options,
-      this.id,
-      (logFile) => ({ name: 'gcleak', argv: node('grandchild-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
-      async (logFile) => {
+    const run = await runUntilDeath(driver, options, this.id, {
+      workload: (logFile) => ({ name: 'gcleak', argv: node('grandchild-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
+      victim: async (logFile) => {
         const start = await waitForEntry(logFile, (entry) => entry.event === 'start' && typeof entry.child === 'number', 15_000);
         return { ...start, victimPid: start.child! };
       },
-      12_000,
-    );
+      extraWindowMs: 12_000,
+    });
     const entries = readStateLog(run.logFile);
     let parentRss = 0;
     let crossing: StateEntry | undefined;
@@ -160,7 +212,7 @@ const grandchildLeak: Scenario = {
     }
     const peakBytes = Math.max(0, ...entries.filter((entry) => entry.pid === run.victimPid).map((entry) => entry.rss ?? 0));
     const caught = run.diedAt !== undefined && crossing !== undefined;
-    return { caught, latencyMs: caught ? Math.max(0, run.diedAt! - crossing!.t) : undefined, peakBytes, windowMs: run.windowMs };
+    return { caught, latencyMs: caught ? Math.max(0, run.diedAt! - crossing!.t) : undefined, peakBytes, windowMs: run.windowMs, leftovers: run.leftovers };
   },
 };
 
@@ -173,21 +225,35 @@ const swapThrash: Scenario = {
   goal: 'caught within 1 s of crossing the swap limit',
   goalMet: (results) => allCaughtWithin(results, 1000),
   async trial(driver, options) {
-    const run = await runUntilDeath(
-      driver,
-      options,
-      this.id,
-      (logFile) => ({ name: 'swapthrash', argv: ['python3', path.join(workloadsDir, 'swap-thrash.py')], env: { BENCH_STATE_LOG: logFile, BENCH_SWAP_MB: '400' }, swapLimit, heartbeat: 'none' }),
-      async (logFile) => {
+    // The crossing is taken from two witnesses, the workload's own log and VmSwap read by the harness
+    // every 5 ms: the workload logs only after each page-out step, so a supervisor that kills during a
+    // step would otherwise leave the log without any entry above the limit.
+    const observed: { t: number; swap: number }[] = [];
+    const run = await runUntilDeath(driver, options, this.id, {
+      // Pushes swap to 4× the limit in 4 MiB steps and holds it there: clearly past the limit, never
+      // stopping right at it.
+      workload: (logFile) => ({
+        name: 'swapthrash',
+        argv: ['python3', path.join(workloadsDir, 'swap-thrash.py')],
+        env: { BENCH_STATE_LOG: logFile, BENCH_SWAP_MB: String((4 * swapLimit) / MiB), BENCH_STEP_MB: '4' },
+        swapLimit,
+        heartbeat: 'none',
+      }),
+      victim: async (logFile) => {
         const start = await waitForEntry(logFile, (entry) => entry.event === 'start', 15_000);
         return { ...start, victimPid: start.pid };
       },
-    );
-    const entries = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid);
-    const crossing = entries.find((entry) => (entry.swap ?? 0) > swapLimit);
-    const peakBytes = Math.max(0, ...entries.map((entry) => entry.swap ?? 0));
+      onPoll: (victimPid, now) => {
+        const swap = readSwap(victimPid);
+        if (swap > 0) observed.push({ t: now, swap });
+      },
+    });
+    const logged = readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid).map((entry) => ({ t: entry.t, swap: entry.swap ?? 0 }));
+    const timeline = [...logged, ...observed].sort((a, b) => a.t - b.t);
+    const crossing = timeline.find((point) => point.swap > swapLimit);
+    const peakBytes = Math.max(0, ...timeline.map((point) => point.swap));
     const caught = run.diedAt !== undefined && crossing !== undefined;
-    return { caught, latencyMs: caught ? run.diedAt! - crossing!.t : undefined, peakBytes, windowMs: run.windowMs };
+    return { caught, latencyMs: caught ? run.diedAt! - crossing!.t : undefined, peakBytes, windowMs: run.windowMs, leftovers: run.leftovers };
   },
 };
 
@@ -217,20 +283,17 @@ function livenessScenario(liveness: LivenessCase): Scenario {
     goal: liveness.goal,
     goalMet: (results) => allCaughtWithin(results, liveness.timeoutMs + 1000),
     async trial(driver, options) {
-      const run = await runUntilDeath(
-        driver,
-        options,
-        liveness.id,
-        liveness.workload,
-        async (logFile) => {
+      const run = await runUntilDeath(driver, options, liveness.id, {
+        workload: liveness.workload,
+        victim: async (logFile) => {
           const marker = await waitForEntry(logFile, (entry) => entry.event === liveness.markerEvent, 15_000);
           return { ...marker, victimPid: marker.pid };
         },
-        liveness.timeoutMs,
-      );
+        extraWindowMs: liveness.timeoutMs,
+      });
       const from = liveness.measuredFrom(readStateLog(run.logFile).filter((entry) => entry.pid === run.victimPid));
       const caught = run.diedAt !== undefined;
-      return { caught, latencyMs: caught && from ? run.diedAt! - from.t : undefined, windowMs: run.windowMs };
+      return { caught, latencyMs: caught && from ? run.diedAt! - from.t : undefined, windowMs: run.windowMs, leftovers: run.leftovers };
     },
   };
 }
@@ -263,27 +326,44 @@ const stubbornTree: Scenario = {
   expressible: { duckvisor: true, pm2: true, 'supervisord+memmon': true },
   goal: 'zero survivors; full death within stop_grace (10 s) + 1 s',
   goalMet: (results) => results.length > 0 && results.every((result) => result.caught && result.survivors === 0) && median(latencies(results)) <= 11_000,
+  // supervisord's outcome is set by its stopwaitsecs timer (10 s) and the escapee it cannot see.
+  concurrentFor: (driverName) => driverName.startsWith('supervisord'),
   async trial(driver, options) {
-    const dir = trialDir(options, this.id, driver);
-    const logFile = path.join(dir, 'state.log');
-    await driver.start([{ name: 'stubborn', argv: node('stubborn-tree.mjs'), env: { BENCH_STATE_LOG: logFile }, heartbeat: 'none' }], dir);
     const windowMs = 20_000;
-    let pids: number[] = [];
-    try {
-      const children = await waitForEntry(logFile, (entry) => entry.event === 'children', 15_000);
-      pids = [children.pid, ...(children.pids ?? [])];
-      const stoppedAt = Date.now();
-      const stopping = driver.stop('stubborn');
-      const diedAt = await waitForDeath(pids, windowMs);
-      await stopping;
-      const survivors = pids.filter(isAlive).length;
-      return { caught: diedAt !== undefined, latencyMs: diedAt !== undefined ? diedAt - stoppedAt : undefined, survivors, windowMs };
-    } finally {
-      killQuietly(pids.filter(isAlive));
-      await driver.shutdown();
-    }
+    const { value, leftovers } = await withSupervisor(
+      driver,
+      options,
+      this.id,
+      (dir) => [{ name: 'stubborn', argv: node('stubborn-tree.mjs'), env: { BENCH_STATE_LOG: path.join(dir, 'state.log') }, heartbeat: 'none' }],
+      async (dir) => {
+        let pids: number[] = [];
+        try {
+          const children = await waitForEntry(path.join(dir, 'state.log'), (entry) => entry.event === 'children', 15_000);
+          pids = [children.pid, ...(children.pids ?? [])];
+          const stoppedAt = Date.now();
+          const stopping = driver.stop('stubborn');
+          const diedAt = await waitForDeath(pids, windowMs);
+          await stopping;
+          const survivors = pids.filter(isAlive).length;
+          return { caught: diedAt !== undefined, latencyMs: diedAt !== undefined ? diedAt - stoppedAt : undefined, survivors, windowMs };
+        } finally {
+          // The escapee is a survivor to count, not a leftover of the shutdown.
+          killQuietly(pids.filter(isAlive));
+        }
+      },
+    );
+    return { ...value, leftovers };
   },
 };
+
+/** Waits until `count` processes of the trial are alive (every idle child has started). */
+async function waitForTrialProcesses(dir: string, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (trialProcesses(dir).length < count) {
+    if (Date.now() > deadline) throw new Error(`only ${trialProcesses(dir).length} of ${count} children started within ${timeoutMs} ms`);
+    await sleep(200);
+  }
+}
 
 const overhead: Scenario = {
   id: 'overhead',
@@ -294,17 +374,19 @@ const overhead: Scenario = {
   async trial(driver, options) {
     const children = options.quick ? 10 : 50;
     const durationMs = options.quick ? 10_000 : 60_000;
-    const dir = trialDir(options, this.id, driver);
-    const workloads: Workload[] = Array.from({ length: children }, (_, index) => ({
-      name: `idle${String(index).padStart(2, '0')}`,
-      argv: node('idle.mjs'),
-      env: {},
-      rssLimit: 512 * MiB,
-      heartbeat: 'none' as const,
-    }));
-    await driver.start(workloads, dir);
-    try {
-      await sleep(options.quick ? 3000 : 8000);
+    const workloads = (): Workload[] =>
+      Array.from({ length: children }, (_, index) => ({
+        name: `idle${String(index).padStart(2, '0')}`,
+        argv: node('idle.mjs'),
+        env: {},
+        rssLimit: 512 * MiB,
+        heartbeat: 'none' as const,
+      }));
+    const { value, leftovers } = await withSupervisor(driver, options, this.id, workloads, async (dir) => {
+      // Measure from the moment every child runs, plus a short settle for the supervisor's start-up
+      // work (first samples, log files), instead of a fixed wait sized for the slowest supervisor.
+      await waitForTrialProcesses(dir, children, 60_000);
+      await sleep(options.quick ? 1000 : 3000);
       const supervisor = driver.supervisorPids();
       const cpuAt = () => supervisor.reduce((sum, pid) => sum + (readProcStat(pid)?.cpuSeconds ?? 0), 0);
       const before = cpuAt();
@@ -314,9 +396,8 @@ const overhead: Scenario = {
       const elapsed = (Date.now() - startedAt) / 1000;
       const supervisorRss = supervisor.reduce((sum, pid) => sum + readRss(pid), 0);
       return { caught: supervisor.length > 0, cpuPercent: (cpuSeconds / elapsed) * 100, supervisorRss, windowMs: durationMs };
-    } finally {
-      await driver.shutdown();
-    }
+    });
+    return { ...value, leftovers };
   },
 };
 

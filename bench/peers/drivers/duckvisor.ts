@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { projectRoot } from '../../../supervisor/paths.js';
 import type { Driver, Workload } from '../driver.js';
+import { stopTree } from '../reap.js';
 
 const daemonBin = path.join(projectRoot, 'bin', 'duckvisord.js');
 const ctlBin = path.join(projectRoot, 'bin', 'duckvisorctl.js');
@@ -54,6 +55,7 @@ export class DuckvisorDriver implements Driver {
       stderr: { file: path.join(workDir, 'daemon.err') },
       reject: false,
       cleanup: true,
+      forceKillAfterDelay: false,
     });
     const deadline = Date.now() + 20_000;
     while (!existsSync(this.socket)) {
@@ -71,12 +73,15 @@ export class DuckvisorDriver implements Driver {
     return this.daemon?.pid ? [this.daemon.pid] : [];
   }
 
-  async shutdown(): Promise<void> {
-    if (!this.daemon) return;
-    await execa(process.execPath, [ctlBin, '--socket', this.socket, 'shutdown'], { reject: false, timeout: 30_000 });
-    const exited = await Promise.race([this.daemon.then(() => true), sleep(30_000).then(() => false)]);
-    if (!exited) this.daemon.kill('SIGKILL');
-    await this.daemon;
+  async shutdown(): Promise<number[]> {
+    const daemon = this.daemon;
+    if (!daemon?.pid) return [];
     this.daemon = undefined;
+    return stopTree([daemon.pid], async () => {
+      await execa(process.execPath, [ctlBin, '--socket', this.socket, 'shutdown'], { reject: false, timeout: 30_000 });
+      const exited = await Promise.race([daemon.then(() => true), sleep(30_000).then(() => false)]);
+      if (!exited) daemon.kill('SIGKILL');
+      await daemon;
+    });
   }
 }

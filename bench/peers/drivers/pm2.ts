@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Driver, Workload } from '../driver.js';
 import { pm2Bin } from '../install.js';
+import { stopTree } from '../reap.js';
 
 export class Pm2Driver implements Driver {
   readonly name = 'pm2';
@@ -50,7 +51,12 @@ export class Pm2Driver implements Driver {
     }
   }
 
-  async shutdown(): Promise<void> {
-    if (this.home) await this.run(['kill']);
+  async shutdown(): Promise<number[]> {
+    if (!this.home) return [];
+    const survivors = await stopTree(this.supervisorPids(), async () => {
+      await this.run(['kill']);
+    });
+    this.home = '';
+    return survivors;
   }
 }

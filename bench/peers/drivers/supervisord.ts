@@ -1,16 +1,13 @@
 // supervisord + superlance memmon under test, configured as their users do: memmon as an event listener
 // on TICK_60 (its documented recommendation) with -c (whole tree), stopasgroup/killasgroup on.
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Driver, Workload } from '../driver.js';
 import { memmonBin } from '../install.js';
-import { descendantsOf } from '../proc-watch.js';
-
-function allPids(): number[] {
-  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number);
-}
+import { allPids, descendantsOf, readCmdline } from '../proc-watch.js';
+import { stopTree } from '../reap.js';
 
 function quoteEnv(value: string): string {
   return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -65,7 +62,9 @@ export class SupervisordDriver implements Driver {
     }
     this.configFile = path.join(workDir, 'supervisord.conf');
     writeFileSync(this.configFile, sections.join('\n') + '\n');
-    this.daemon = execa('supervisord', ['-c', this.configFile], { reject: false, stdout: 'ignore', stderr: 'ignore' });
+    // No forced SIGKILL on supervisord while it stops its programs (execa's default is 5 s): it would
+    // die midway and orphan every program it had not stopped yet.
+    this.daemon = execa('supervisord', ['-c', this.configFile], { reject: false, stdout: 'ignore', stderr: 'ignore', forceKillAfterDelay: false });
     const deadline = Date.now() + 20_000;
     while (!existsSync(socket)) {
       if (Date.now() > deadline || this.daemon.exitCode !== null) throw new Error(`supervisord did not start; see ${workDir}`);
@@ -81,22 +80,19 @@ export class SupervisordDriver implements Driver {
     const pid = this.daemon?.pid;
     if (!pid) return [];
     // supervisord plus its event listeners (memmon), which are part of what a user runs to get limits.
-    const listeners = descendantsOf(pid, allPids).filter((child) => {
-      try {
-        return readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('memmon');
-      } catch {
-        return false;
-      }
-    });
+    const listeners = descendantsOf(pid, allPids).filter((child) => readCmdline(child).includes('memmon'));
     return [pid, ...listeners];
   }
 
-  async shutdown(): Promise<void> {
-    if (!this.daemon) return;
-    this.daemon.kill('SIGTERM');
-    const exited = await Promise.race([this.daemon.then(() => true), sleep(30_000).then(() => false)]);
-    if (!exited) this.daemon.kill('SIGKILL');
-    await this.daemon;
+  async shutdown(): Promise<number[]> {
+    const daemon = this.daemon;
+    if (!daemon?.pid) return [];
     this.daemon = undefined;
+    return stopTree([daemon.pid], async () => {
+      daemon.kill('SIGTERM');
+      const exited = await Promise.race([daemon.then(() => true), sleep(60_000).then(() => false)]);
+      if (!exited) daemon.kill('SIGKILL');
+      await daemon;
+    });
   }
 }
