@@ -1,7 +1,9 @@
 // Built-in extractor `mlflow-metric-history`: every logged value of every metric of every selected
 // run, one unit per run, streamed key by key in bounded batches (memory does not grow with history).
-// A tracking server answers one metrics/get-history request per run and key, so the next few keys'
-// first pages are requested while the current key is written (at most KEY_LOOKAHEAD pages held).
+// The REST reader prefetches the history of whole windows of listed runs (get-history-bulk, or
+// metrics/get-history with several requests in flight); for what it did not prefetch (a run past the
+// bulk cap, a failed request) it answers one metrics/get-history request per run and key, so the next
+// few keys' first pages are requested while the current key is written (at most KEY_LOOKAHEAD pages held).
 //
 // Table: metric_history(run_id, key, step, timestamp, value)   (NaN/±Infinity preserved)
 import { z } from 'zod';

@@ -14,7 +14,7 @@ export interface RestOptions {
   token?: string | undefined;
   username?: string | undefined;
   password?: string | undefined;
-  /** MLFLOW_TRACKING_INSECURE_TLS: skip certificate checks. */
+  /** MLFLOW_TRACKING_INSECURE_TLS: skip certificate checks (for this client's connections only). */
   insecureTls?: boolean;
   /** Per-request timeout (until the whole JSON body, or a download's headers, arrived). Default 60 s (MLFLOW_HTTP_REQUEST_TIMEOUT seconds when set). */
   timeoutMs?: number;
@@ -189,7 +189,11 @@ export class RestClient {
         const deadline = Date.now() + this.timeoutMs;
         let answer: Answer;
         try {
-          answer = await this.send(method, url, body, deadline);
+          answer = await this.send(method, url, body, deadline).catch((error: unknown) => {
+            // A kept-alive connection the server closed while idle: send again at once on a new one.
+            if ((error as { reusedSocket?: boolean }).reusedSocket === true && (error as { code?: string }).code === 'ECONNRESET') return this.send(method, url, body, deadline);
+            throw error;
+          });
         } catch (error) {
           lastProblem = describe(error, this.timeoutMs);
           return {};
@@ -233,7 +237,7 @@ export class RestClient {
       const timer = setTimeout(() => request.destroy(new TimeoutError()), Math.max(0, deadline - Date.now()));
       request.once('error', (error) => {
         clearTimeout(timer);
-        reject(error);
+        reject(Object.assign(error, { reusedSocket: request.reusedSocket }));
       });
       request.end(body);
     });

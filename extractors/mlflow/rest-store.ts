@@ -33,11 +33,10 @@ import path from 'node:path';
 
 const SEARCH_PAGE = 1000;
 /**
- * Parallel listing (SQL-backed servers): the first page of an experiment, the size of the pages then
- * requested at once (the first PARALLEL_SMALL_PAGES of them; later ones are SEARCH_PAGE long), and how
- * many are in flight per experiment.
+ * Parallel listing (SQL-backed servers): pages of PARALLEL_PAGE runs (the first PARALLEL_SMALL_PAGES of
+ * an experiment; later ones are SEARCH_PAGE long), at most PARALLEL_PAGES in flight per experiment,
+ * starting with two (a small experiment wastes at most one empty page).
  */
-const FIRST_PAGE = 100;
 const PARALLEL_PAGE = 100;
 const PARALLEL_SMALL_PAGES = 8;
 const PARALLEL_PAGES = 4;
@@ -207,6 +206,7 @@ export class RestReader implements MlflowReader {
   private bulk: 'unknown' | 'yes' | 'no' = 'unknown';
   private bulkProbe: Promise<void> | undefined;
   private sqlBackedAnswer: Promise<boolean> | undefined;
+  private offsetTokensAnswer: Promise<boolean> | undefined;
   private closed = false;
 
   constructor(
@@ -251,8 +251,8 @@ export class RestReader implements MlflowReader {
 
   async *runs(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
     const seen = new Set<string>();
-    await this.sqlBacked();
-    const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query)[Symbol.asyncIterator]());
+    const parallel = await this.parallelListing(experimentIds, query);
+    const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, parallel)[Symbol.asyncIterator]());
     for await (const page of inOrderWithLookahead(sources, EXPERIMENT_LOOKAHEAD)) {
       for (const run of page) {
         const info = runInfo((run['info'] ?? {}) as Json);
@@ -283,53 +283,65 @@ export class RestReader implements MlflowReader {
   }
 
   /**
-   * Whether pages of a listing may be requested at once: the server says (server-info, MLflow ≥ 3) that
-   * it is SQL-backed, where a page costs the runs it returns. A FileStore-backed server reads the whole
-   * experiment for every page, so parallel pages would multiply its work; other servers are not known.
+   * Whether the pages of a listing may be requested at once, by offset: the server says (server-info,
+   * MLflow ≥ 3) that it is SQL-backed, where a page costs the runs it returns (a FileStore-backed server
+   * reads the whole experiment for every page, so parallel pages would multiply its work), and its page
+   * token after one run is MLflow's offset token (so a token for any offset means what it says).
    */
-  private sqlBacked(): Promise<boolean> {
+  private async parallelListing(experimentIds: readonly string[], query: RunQuery): Promise<boolean> {
+    if (experimentIds.length === 0) return false;
     this.sqlBackedAnswer ??= this.client
       .json('GET', '/api/3.0/mlflow/server-info')
       .then((info) => info['store_type'] === 'SqlStore')
       .catch(() => false);
-    return this.sqlBackedAnswer;
+    this.offsetTokensAnswer ??= this.client
+      .json('POST', '/api/2.0/mlflow/runs/search', {
+        experiment_ids: experimentIds,
+        run_view_type: query.includeDeleted ? 'ALL' : 'ACTIVE_ONLY',
+        max_results: 1,
+        order_by: ['attributes.start_time ASC'],
+      })
+      .then((page) => page['next_page_token'] === offsetToken(1))
+      .catch(() => false);
+    const [sqlBacked, offsetTokens] = await Promise.all([this.sqlBackedAnswer, this.offsetTokensAnswer]);
+    // An answer of "no offset token" may only mean that there is at most one run: ask again next time.
+    if (!offsetTokens) this.offsetTokensAnswer = undefined;
+    return sqlBacked && offsetTokens;
   }
 
   /**
    * The runs of one experiment by start_time ascending, in pages: plain paging with the server's tokens,
-   * or, on a SQL-backed server whose first page token is MLflow's offset token, the following pages
-   * requested a few at once with tokens for their offsets, which are the very pages sequential paging
-   * gets (same runs, same order), yielded in order until one says it is the last.
+   * or (parallel) pages requested a few at once with tokens for their offsets, which are the very pages
+   * sequential paging gets (same runs, same order), yielded in order until one says it is the last.
    */
-  private async *experimentRuns(experimentId: string, query: RunQuery): AsyncGenerator<Json[]> {
-    const parallel = await this.sqlBacked();
-    const first = await this.searchRuns(experimentId, query, { max: parallel ? FIRST_PAGE : SEARCH_PAGE });
-    if (first.runs.length > 0) yield first.runs;
-    if (first.next === undefined) return;
-    if (!parallel || first.next !== offsetToken(FIRST_PAGE)) {
-      for (let token: string | undefined = first.next; token !== undefined; ) {
+  private async *experimentRuns(experimentId: string, query: RunQuery, parallel: boolean): AsyncGenerator<Json[]> {
+    if (!parallel) {
+      let token: string | undefined;
+      do {
         const page = await this.searchRuns(experimentId, query, { max: SEARCH_PAGE, token });
         if (page.runs.length > 0) yield page.runs;
         token = page.next;
-      }
+      } while (token !== undefined);
       return;
     }
     const inFlight: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
-    let offset = FIRST_PAGE;
+    let offset = 0;
     let launched = 0;
+    let fullPages = 0;
     const launch = (): void => {
       const max = launched++ < PARALLEL_SMALL_PAGES ? PARALLEL_PAGE : SEARCH_PAGE;
-      const page = this.searchRuns(experimentId, query, { max, token: offsetToken(offset) });
+      const page = this.searchRuns(experimentId, query, { max, token: offset === 0 ? undefined : offsetToken(offset) });
       page.catch(() => undefined); // surfaced when its turn comes
       inFlight.push(page);
       offset += max;
     };
     for (;;) {
-      while (inFlight.length < PARALLEL_PAGES) launch();
+      while (inFlight.length < Math.min(PARALLEL_PAGES, 2 + fullPages)) launch();
       const page = await inFlight.shift()!;
       if (page.runs.length > 0) yield page.runs;
       // Where sequential paging would stop; pages requested past it are dropped.
       if (page.next === undefined) return;
+      fullPages++;
     }
   }
 
