@@ -16,6 +16,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../supervisor/paths.js';
 import { assembleResults } from './assemble-results.js';
@@ -27,7 +28,7 @@ import { SupervisordDriver } from './peers/drivers/supervisord.js';
 import { describeLoad, killStrays, otherBenchRuns, sampleHostLoad, type HostLoad } from './peers/host.js';
 import { ensurePeers } from './peers/install.js';
 import { renderTable, type Cell } from './peers/report.js';
-import { scenarios, type Scenario, type TrialResult } from './peers/scenarios.js';
+import { overheadShutdownsDone, scenarios, type Scenario, type TrialResult } from './peers/scenarios.js';
 import { enableSwapFile, removeStaleSwapFiles, type SwapFile } from './peers/swap.js';
 
 const { values } = parseArgs({
@@ -98,6 +99,8 @@ interface PlannedTrial {
   rep: number;
   scenario: Scenario;
   driver: Driver;
+  /** Side by side only: not started before this many ms into the side-by-side phase. */
+  notBeforeMs?: number;
 }
 
 function record(trial: PlannedTrial, result: TrialResult): void {
@@ -113,6 +116,8 @@ async function runTrial(trial: PlannedTrial, label: string): Promise<void> {
     unavailable.set(`${scenario.id}/${driver.name}`, `no swap here: ${swap}`);
     return;
   }
+  // An overhead trial's supervisor may still be shutting down; only the next overhead trial may start meanwhile.
+  if (scenario.id !== 'overhead') await overheadShutdownsDone();
   const started = Date.now();
   log(`${label} rep ${trial.rep + 1}/${reps} ${scenario.id} under ${driver.name}`);
   try {
@@ -137,12 +142,14 @@ async function runSideBySide(trials: PlannedTrial[], maxParallel: number): Promi
   const budget = Math.max(2 * 1024 ** 3, Math.min(12 * 1024 ** 3, memAvailable() - 4 * 1024 ** 3));
   const queue = [...trials];
   const running = new Set<Promise<void>>();
+  const phaseStart = Date.now();
   let reserved = 0;
   while (queue.length > 0 || running.size > 0) {
-    const next = queue[0];
+    const index = queue.findIndex((trial) => Date.now() - phaseStart >= (trial.notBeforeMs ?? 0));
+    const next = index >= 0 ? queue[index] : undefined;
     const need = next?.scenario.memoryBytes ?? 0;
     if (next && running.size < maxParallel && (running.size === 0 || reserved + need <= budget)) {
-      queue.shift();
+      queue.splice(index, 1);
       reserved += need;
       const task: Promise<void> = runTrial(next, 'side by side:').finally(() => {
         reserved -= need;
@@ -151,7 +158,8 @@ async function runSideBySide(trials: PlannedTrial[], maxParallel: number): Promi
       running.add(task);
       continue;
     }
-    await Promise.race(running);
+    // Wake on a finished trial, or in a second when the next trial is only waiting for its start time.
+    await Promise.race([...running, sleep(1000, undefined, { ref: false })]);
   }
 }
 
@@ -180,28 +188,44 @@ async function waitForQuietHost(): Promise<HostLoad> {
 const startedAt = Date.now();
 try {
   // Alone, in order: every duckvisor trial and every trial a neighbour could disturb, with the order of
-  // supervisors rotated every repetition so no supervisor always runs first or last.
+  // supervisors rotated every repetition so no supervisor always runs first or last. The overhead trials
+  // come last, one after the other, each on a fresh supervisor instance (the previous one shuts down
+  // while the next starts; each measured minute still runs alone).
   const sideBySide: PlannedTrial[] = [];
-  for (let rep = 0; rep < reps; rep += 1) {
-    for (const scenario of chosenScenarios) {
+  const overheadLast = [...chosenScenarios.filter((scenario) => scenario.id !== 'overhead'), ...chosenScenarios.filter((scenario) => scenario.id === 'overhead')];
+  const plan: PlannedTrial[] = [];
+  for (const scenario of overheadLast) {
+    for (let rep = 0; rep < reps; rep += 1) {
       const order = drivers.map((_, index) => drivers[(index + rep) % drivers.length]!);
-      for (const driver of order) {
-        const expressible = scenario.expressible[driver.name];
-        const reason = missing[driver.name] ?? (expressible === true ? undefined : expressible);
-        if (reason) {
-          unavailable.set(`${scenario.id}/${driver.name}`, reason);
-          continue;
-        }
-        if (scenario.concurrentFor?.(driver.name)) sideBySide.push({ rep, scenario, driver: factoryOf.get(driver.name)!() });
-        else await runTrial({ rep, scenario, driver }, 'alone:');
-      }
+      for (const driver of order) plan.push({ rep, scenario, driver });
     }
   }
+  // Scenario by scenario would put every repetition of one scenario back to back; repetition by
+  // repetition (as before) spreads them over the run, so drift hits every scenario and supervisor alike.
+  plan.sort((a, b) => Number(a.scenario.id === 'overhead') - Number(b.scenario.id === 'overhead') || a.rep - b.rep);
+  for (const { rep, scenario, driver } of plan) {
+    const expressible = scenario.expressible[driver.name];
+    const reason = missing[driver.name] ?? (expressible === true ? undefined : expressible);
+    if (reason) {
+      unavailable.set(`${scenario.id}/${driver.name}`, reason);
+      continue;
+    }
+    const fresh = factoryOf.get(driver.name)!();
+    if (scenario.concurrentFor?.(driver.name)) {
+      // memmon checks on wall-clock minute boundaries (TICK_60): the repetitions start a fraction of that
+      // period apart so their phases spread over the minute instead of all landing on the same boundary.
+      const notBeforeMs = driver.name.startsWith('supervisord') ? rep * Math.floor(60_000 / reps) : 0;
+      sideBySide.push({ rep, scenario, driver: fresh, notBeforeMs });
+    } else {
+      await runTrial({ rep, scenario, driver: scenario.id === 'overhead' ? fresh : driver }, 'alone:');
+    }
+  }
+  await overheadShutdownsDone();
   removeSwap();
   log(`trials that run alone took ${elapsed(startedAt)}`);
   // Longest first (memmon's 60 s period, then PM2's 30 s), so the tail is short.
   const rank = (trial: PlannedTrial) => (trial.driver.name.startsWith('supervisord') ? 0 : 1) + (trial.scenario.memoryBytes ? 0 : 2);
-  sideBySide.sort((a, b) => rank(a) - rank(b) || a.rep - b.rep);
+  sideBySide.sort((a, b) => (a.notBeforeMs ?? 0) - (b.notBeforeMs ?? 0) || rank(a) - rank(b) || a.rep - b.rep);
   const sideStarted = Date.now();
   if (sideBySide.length > 0) await runSideBySide(sideBySide, quick ? sideBySide.length : 6);
   log(`trials side by side took ${elapsed(sideStarted)}; whole run ${elapsed(startedAt)}`);

@@ -191,14 +191,21 @@ const grandchildLeak: Scenario = {
   memoryBytes: 1600 * MiB,
   goalMet: (results) => allCaughtWithin(results, 1000),
   async trial(driver, options) {
-    // The grandchild needs ~8 s to push the tree past the limit; the window starts after that.
+    // The grandchild takes 60 MiB at once, then needs ~3 s more to push the tree past the limit; the
+    // window is extended by twice that.
     const run = await runUntilDeath(driver, options, this.id, {
-      workload: (logFile) => ({ name: 'gcleak', argv: node('grandchild-leak.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_CAP_MB: '3000' }, rssLimit: leakLimit, heartbeat: 'none' }),
+      workload: (logFile) => ({
+        name: 'gcleak',
+        argv: node('grandchild-leak.mjs'),
+        env: { BENCH_STATE_LOG: logFile, BENCH_LEAK_HEAD_MB: '60', BENCH_LEAK_CAP_MB: '3000' },
+        rssLimit: leakLimit,
+        heartbeat: 'none',
+      }),
       victim: async (logFile) => {
         const start = await waitForEntry(logFile, (entry) => entry.event === 'start' && typeof entry.child === 'number', 15_000);
         return { ...start, victimPid: start.child! };
       },
-      extraWindowMs: 12_000,
+      extraWindowMs: 6_000,
     });
     const entries = readStateLog(run.logFile);
     let parentRss = 0;
@@ -304,7 +311,7 @@ const hang = livenessScenario({
   expressible: { duckvisor: true, pm2: 'no progress or stall detection', 'supervisord+memmon': 'no progress or stall detection' },
   goal: `caught within stall_timeout + 1 s (${(stallTimeout + 1000) / 1000} s after the last progress)`,
   timeoutMs: stallTimeout,
-  workload: (logFile) => ({ name: 'hang', argv: node('hang.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, stallTimeout, heartbeat: 'stdout' }),
+  workload: (logFile) => ({ name: 'hang', argv: node('hang.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1000' }, stallTimeout, heartbeat: 'stdout' }),
   markerEvent: 'hang',
   measuredFrom: (entries) => [...entries].reverse().find((entry) => entry.event === 'progress') ?? entries.find((entry) => entry.event === 'hang'),
 });
@@ -315,7 +322,7 @@ const blockedLoop = livenessScenario({
   expressible: { duckvisor: true, pm2: 'no liveness heartbeat', 'supervisord+memmon': 'no liveness heartbeat' },
   goal: `caught within heartbeat_timeout + 1 s (${(heartbeatTimeout + 1000) / 1000} s after the loop blocks)`,
   timeoutMs: heartbeatTimeout,
-  workload: (logFile) => ({ name: 'blocked', argv: node('blocked-loop.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1500' }, heartbeatTimeout, heartbeat: 'ipc' }),
+  workload: (logFile) => ({ name: 'blocked', argv: node('blocked-loop.mjs'), env: { BENCH_STATE_LOG: logFile, BENCH_WORK_MS: '1000' }, heartbeatTimeout, heartbeat: 'ipc' }),
   markerEvent: 'blocked',
   measuredFrom: (entries) => entries.find((entry) => entry.event === 'blocked'),
 });
@@ -365,6 +372,15 @@ async function waitForTrialProcesses(dir: string, count: number, timeoutMs: numb
   }
 }
 
+// An overhead trial's supervisor shuts down (50 children to stop) while the next one starts its own;
+// the next measurement begins only once that shutdown is over, so every measured minute runs alone.
+let pendingShutdown: Promise<unknown> = Promise.resolve();
+
+/** Resolves once no overhead trial's supervisor is still shutting down; await it before any other trial. */
+export function overheadShutdownsDone(): Promise<unknown> {
+  return pendingShutdown;
+}
+
 const overhead: Scenario = {
   id: 'overhead',
   title: '7. Overhead: idle children supervised (supervisor CPU, % of one core, and RSS)',
@@ -374,19 +390,27 @@ const overhead: Scenario = {
   async trial(driver, options) {
     const children = options.quick ? 10 : 50;
     const durationMs = options.quick ? 10_000 : 60_000;
-    const workloads = (): Workload[] =>
-      Array.from({ length: children }, (_, index) => ({
-        name: `idle${String(index).padStart(2, '0')}`,
-        argv: node('idle.mjs'),
-        env: {},
-        rssLimit: 512 * MiB,
-        heartbeat: 'none' as const,
-      }));
-    const { value, leftovers } = await withSupervisor(driver, options, this.id, workloads, async (dir) => {
-      // Measure from the moment every child runs, plus a short settle for the supervisor's start-up
-      // work (first samples, log files), instead of a fixed wait sized for the slowest supervisor.
+    const dir = trialDir(options, this.id, driver);
+    const workloads: Workload[] = Array.from({ length: children }, (_, index) => ({
+      name: `idle${String(index).padStart(2, '0')}`,
+      argv: node('idle.mjs'),
+      env: { [trialEnvKey]: dir },
+      rssLimit: 512 * MiB,
+      heartbeat: 'none' as const,
+    }));
+    const result: TrialResult = { caught: false, windowMs: durationMs };
+    const finish = async () => {
+      const survivors = await driver.shutdown();
+      result.leftovers = survivors.length + (await reapTrial(dir));
+      if (result.leftovers > 0) console.error(`[bench]   ! ${driver.name} left ${result.leftovers} process(es) alive after its shutdown (overhead); the harness killed them`);
+    };
+    try {
+      await driver.start(workloads, dir);
       await waitForTrialProcesses(dir, children, 60_000);
-      await sleep(options.quick ? 1000 : 3000);
+      await pendingShutdown;
+      // A short settle for the supervisor's start-up work (first samples, log files): measured from the
+      // moment every child runs rather than after a fixed wait sized for the slowest supervisor.
+      await sleep(options.quick ? 1000 : 2000);
       const supervisor = driver.supervisorPids();
       const cpuAt = () => supervisor.reduce((sum, pid) => sum + (readProcStat(pid)?.cpuSeconds ?? 0), 0);
       const before = cpuAt();
@@ -395,9 +419,13 @@ const overhead: Scenario = {
       const cpuSeconds = cpuAt() - before;
       const elapsed = (Date.now() - startedAt) / 1000;
       const supervisorRss = supervisor.reduce((sum, pid) => sum + readRss(pid), 0);
-      return { caught: supervisor.length > 0, cpuPercent: (cpuSeconds / elapsed) * 100, supervisorRss, windowMs: durationMs };
-    });
-    return { ...value, leftovers };
+      Object.assign(result, { caught: supervisor.length > 0, cpuPercent: (cpuSeconds / elapsed) * 100, supervisorRss });
+    } catch (error) {
+      await finish().catch(() => undefined);
+      throw error;
+    }
+    pendingShutdown = finish().catch((error: Error) => console.error(`[bench]   ✗ ${driver.name} shutdown after overhead failed: ${error.message}`));
+    return result;
   },
 };
 

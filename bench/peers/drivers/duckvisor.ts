@@ -78,8 +78,10 @@ export class DuckvisorDriver implements Driver {
     if (!daemon?.pid) return [];
     this.daemon = undefined;
     return stopTree([daemon.pid], async () => {
-      await execa(process.execPath, [ctlBin, '--socket', this.socket, 'shutdown'], { reject: false, timeout: 30_000 });
-      const exited = await Promise.race([daemon.then(() => true), sleep(30_000).then(() => false)]);
+      // SIGTERM, as systemd stops it: the same graceful shutdown as `duckvisorctl shutdown`, without
+      // starting a CLI process for it.
+      daemon.kill('SIGTERM');
+      const exited = await Promise.race([daemon.then(() => true), sleep(30_000, undefined, { ref: false }).then(() => false)]);
       if (!exited) daemon.kill('SIGKILL');
       await daemon;
     });

@@ -53,10 +53,11 @@ export class Pm2Driver implements Driver {
 
   async shutdown(): Promise<number[]> {
     if (!this.home) return [];
-    const survivors = await stopTree(this.supervisorPids(), async () => {
-      await this.run(['kill']);
-    });
+    const home = this.home;
+    const daemon = this.supervisorPids();
     this.home = '';
-    return survivors;
+    return stopTree(daemon, async () => {
+      await execa(pm2Bin, ['kill'], { reject: false, env: { PM2_HOME: home }, timeout: 60_000 });
+    });
   }
 }

@@ -90,7 +90,7 @@ export class SupervisordDriver implements Driver {
     this.daemon = undefined;
     return stopTree([daemon.pid], async () => {
       daemon.kill('SIGTERM');
-      const exited = await Promise.race([daemon.then(() => true), sleep(60_000).then(() => false)]);
+      const exited = await Promise.race([daemon.then(() => true), sleep(60_000, undefined, { ref: false }).then(() => false)]);
       if (!exited) daemon.kill('SIGKILL');
       await daemon;
     });
