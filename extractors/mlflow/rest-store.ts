@@ -373,6 +373,9 @@ export class RestReader implements MlflowReader {
   }
 
   async metricKeys(run: RunInfo): Promise<string[]> {
+    // A listed run whose data was already read still has its keys in the plan (no runs/get needed).
+    const position = this.listed.has(run.runId) ? undefined : this.planPosition.get(run.runId);
+    if (position !== undefined) return [...this.plan[position]!.keys];
     const data = await this.runData(run);
     return [...new Set(data.latestMetrics.map((metric) => metric.key))];
   }
