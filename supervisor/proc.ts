@@ -125,7 +125,14 @@ export class StatFields {
   startTicks = 0;
   /** Field 24, in pages. */
   rssPages = 0;
+  /** Field 38, the signal the parent gets at exit; -1 for a thread that is not its process's main thread. Parsed only on request. */
+  exitSignal = 0;
 }
+
+/** Last field parseStatBytes reads by default (rss); EXIT_SIGNAL_FIELD when the caller must tell threads from processes. */
+export const RSS_FIELD = 24;
+/** The exit_signal field of /proc/<pid>/stat: -1 only for non-main threads (CLONE_THREAD), whose /proc/<tid> is reachable but unlisted. */
+export const EXIT_SIGNAL_FIELD = 38;
 
 const CHAR_SPACE = 32;
 const CHAR_MINUS = 45;
@@ -144,8 +151,8 @@ export function isDeadState(state: number): boolean {
 // The sampler reads stat for every process 4×/s; parsing the bytes in place avoids the string, the
 // split array and the ProcStat object that parseStat costs (the garbage collector was a tenth of the
 // sampler's time). Same rule as parseStat: fields are counted after the LAST ')'.
-/** Parses the bytes of /proc/<pid>/stat into `into`; false when they are malformed (then `into` is undefined). */
-export function parseStatBytes(bytes: Uint8Array, length: number, into: StatFields): boolean {
+/** Parses the bytes of /proc/<pid>/stat into `into` (fields up to `lastField`); false when they are malformed (then `into` is undefined). */
+export function parseStatBytes(bytes: Uint8Array, length: number, into: StatFields, lastField = RSS_FIELD): boolean {
   let close = length - 1;
   while (close > 0 && bytes[close] !== CHAR_CLOSE_PAREN) close--;
   if (close <= 0) return false;
@@ -160,7 +167,7 @@ export function parseStatBytes(bytes: Uint8Array, length: number, into: StatFiel
   if (at >= length) return false;
   into.state = bytes[at]!;
   at++;
-  for (let field = 4; field <= 24; field++) {
+  for (let field = 4; field <= lastField; field++) {
     if (at >= length || bytes[at] !== CHAR_SPACE) return false;
     at++;
     let negative = false;
@@ -206,6 +213,9 @@ export function parseStatBytes(bytes: Uint8Array, length: number, into: StatFiel
       case 24:
         into.rssPages = value;
         break;
+      case 38:
+        into.exitSignal = value;
+        break;
       default:
         break;
     }
@@ -241,7 +251,7 @@ export function procStatFromFields(fields: StatFields, comm: string): ProcStat {
 
 // Used where no handle is held (beyond the per-tree cap, the group scan): open, read, parse, close.
 /** Reads /proc/<pid>/stat into `into` without creating strings; false when the process does not exist. */
-export function readStatFields(pid: number, into: StatFields): boolean {
+export function readStatFields(pid: number, into: StatFields, lastField = RSS_FIELD): boolean {
   let fd: number;
   try {
     fd = openSync(`/proc/${pid}/stat`, 'r');
@@ -250,7 +260,7 @@ export function readStatFields(pid: number, into: StatFields): boolean {
   }
   try {
     const n = readSync(fd, readBuffer, 0, readBuffer.length, 0);
-    return parseStatBytes(readBuffer, n, into);
+    return parseStatBytes(readBuffer, n, into, lastField);
   } catch {
     return false;
   } finally {
@@ -411,6 +421,11 @@ export function processGroupPidsCached(maxAgeMs: number, now = Date.now()): Map<
   return cachedGroupPids.groups;
 }
 
+/** When the scan processGroupPidsCached() last returned was taken (the `now` it was given); -Infinity before the first. */
+export function processGroupScanAt(): number {
+  return cachedGroupPids ? cachedGroupPids.at : Number.NEGATIVE_INFINITY;
+}
+
 /** Value in bytes of a "Name:   N kB" line found by `needle` (which starts with '\n') in the first `length` bytes; -1 when absent. */
 function kilobytesInBytes(bytes: Buffer, length: number, needle: Buffer): number {
   const at = bytes.indexOf(needle);
@@ -476,34 +491,40 @@ function parsePidBytes(bytes: Uint8Array, length: number, into: PidBuffer): void
   if (digits > 0 && value > 0) into.add(value);
 }
 
-let swapCache: { at: number; used: boolean } | null = null;
+const swapCache = { at: Number.NEGATIVE_INFINITY, used: 0 };
 
 // VmSwap needs /proc/<pid>/status, the most expensive read per process; when no byte of swap is in use
-// on the host, every VmSwap is 0 and the sampler can skip status entirely. /proc/meminfo stays open and
-// is re-read with pread, and the two numbers are parsed from its bytes.
-/** Whether any swap is in use on the host (/proc/meminfo SwapTotal - SwapFree > 0); shared cache of `maxAgeMs`. */
-export function hostSwapInUse(maxAgeMs = 200, now = Date.now()): boolean {
-  if (swapCache && now - swapCache.at <= maxAgeMs && now >= swapCache.at) return swapCache.used;
+// on the host, every VmSwap is 0 and the sampler can skip status entirely, and while the figure stands
+// still, no page of anyone's went out to swap (supervisor/swap-reads.ts). /proc/meminfo stays open and is
+// re-read with pread, and the two numbers are parsed from its bytes.
+/**
+ * Swap in use on the host in bytes (/proc/meminfo SwapTotal - SwapFree; 0 without swap); Infinity when
+ * meminfo cannot be read (then nothing may be concluded from it). Shared cache of `maxAgeMs`.
+ */
+export function hostSwapUsed(maxAgeMs = 200, now = Date.now()): number {
+  if (now - swapCache.at <= maxAgeMs && now >= swapCache.at) return swapCache.used;
   if (meminfoFd < 0) meminfoFd = openOrNegative('/proc/meminfo');
-  let used = false;
+  let used = Number.POSITIVE_INFINITY;
   if (meminfoFd >= 0) {
     try {
       const n = readSync(meminfoFd, readBuffer, 0, readBuffer.length, 0);
       const total = kilobytesInBytes(readBuffer, n, SWAP_TOTAL_NEEDLE);
       const free = kilobytesInBytes(readBuffer, n, SWAP_FREE_NEEDLE);
-      used = total > 0 && free >= 0 && total - free > 0;
+      if (total === 0) used = 0;
+      else if (total > 0 && free >= 0) used = Math.max(0, total - free);
     } catch {
       closeQuietly(meminfoFd);
       meminfoFd = -1;
     }
   }
-  if (swapCache) {
-    swapCache.at = now;
-    swapCache.used = used;
-  } else {
-    swapCache = { at: now, used };
-  }
+  swapCache.at = now;
+  swapCache.used = used;
   return used;
+}
+
+/** Whether any swap is in use on the host (hostSwapUsed() > 0, or unknown); shared cache of `maxAgeMs`. */
+export function hostSwapInUse(maxAgeMs = 200, now = Date.now()): boolean {
+  return hostSwapUsed(maxAgeMs, now) > 0;
 }
 
 /** Writes /proc/<pid>/oom_score_adj; false when the kernel refused (EACCES, gone). */
@@ -574,6 +595,13 @@ export function readPidCursor(): number {
 export const TASK_LIST_MAX_AGE_MS = 2000;
 
 /**
+ * How often the children files (and the task list) of a process are read in full while the cursor given to
+ * childrenInto stands still, ms. Nothing is born then except by clone3 with set_tid (CRIU restores),
+ * which places a pid without moving the cursor: such a child is found this late.
+ */
+export const QUIET_CHILDREN_READ_MS = 10_000;
+
+/**
  * How often the children files of a process's other threads are read when processes are being born on
  * the host, ms. The main thread's file is read every tick (it is where fork/spawn from the main thread,
  * the common case, lands); a child forked by another thread is found at most this late, or at once
@@ -597,11 +625,15 @@ export class ProcHandle {
   /** readPidCursor() taken right before the children files were last read in full, and when. */
   private childrenReadAtCursor = Number.NaN;
   private childrenReadAt = Number.NEGATIVE_INFINITY;
+  /** The pid as text, the name of the main thread's task directory (kept: made once, not per tick). */
+  private readonly mainTid: string;
 
   private constructor(
     readonly pid: number,
     private statFd: number,
-  ) {}
+  ) {
+    this.mainTid = String(pid);
+  }
 
   /** Opens the process's stat file; null when the process does not exist. */
   static open(pid: number): ProcHandle | null {
@@ -661,23 +693,27 @@ export class ProcHandle {
 
   /**
    * Appends the direct children's pids to `into` (no intermediate strings or arrays on the common path).
-   * `pidCursor` is readPidCursor() taken before this call: when it equals the one taken before the last
-   * full read, no process (and no thread) was born since, so no child can be new and the files are not
-   * read (the children already found are recorded by the caller). A full read still happens at least
-   * every TASK_LIST_MAX_AGE_MS, for pids placed without moving the cursor (clone3 set_tid, as by CRIU).
+   * `pidCursor` is readPidCursor() taken before this call, or any token that moves whenever a child may
+   * have been born (the sampler's comes from supervisor/births.ts): when it equals the one taken before the
+   * last full read, no child can be new and the files are not read (the children already found are
+   * recorded by the caller). A full read (and a new task list) still happens at least every
+   * QUIET_CHILDREN_READ_MS, for pids placed without moving the cursor (clone3 set_tid, as by CRIU).
    * Between full reads only the main thread's file is read (OTHER_THREADS_READ_MS); without a cursor,
    * every thread's file is read.
    */
   childrenInto(threads: number, now: number, into: PidBuffer, pidCursor = Number.NaN): void {
-    if (pidCursor === this.childrenReadAtCursor && now - this.childrenReadAt <= TASK_LIST_MAX_AGE_MS && now >= this.childrenReadAt) return;
-    if (threads !== this.tasksListedFor || now - this.tasksListedAt > TASK_LIST_MAX_AGE_MS || now < this.tasksListedAt) this.listTasks(threads, now);
+    const quiet = pidCursor === this.childrenReadAtCursor;
+    if (quiet && now - this.childrenReadAt <= QUIET_CHILDREN_READ_MS && now >= this.childrenReadAt) return;
+    // A new thread changes the count; one that replaced another unseen is what the periodic listing is for.
+    const listMaxAge = quiet ? QUIET_CHILDREN_READ_MS : TASK_LIST_MAX_AGE_MS;
+    if (threads !== this.tasksListedFor || now - this.tasksListedAt > listMaxAge || now < this.tasksListedAt) this.listTasks(threads, now);
     const allThreads = Number.isNaN(pidCursor) || this.taskIds.length <= 1 || now - this.childrenReadAt >= OTHER_THREADS_READ_MS || now < this.childrenReadAt;
     if (allThreads) {
       // Only a read of every thread's file proves that nothing was born unseen since `pidCursor`.
       this.childrenReadAtCursor = pidCursor;
       this.childrenReadAt = now;
     }
-    const mainTid = String(this.pid);
+    const mainTid = this.mainTid;
     for (let i = 0; i < this.taskFds.length; i++) {
       if (!allThreads && this.taskIds[i] !== mainTid) continue;
       let n = -1;
@@ -700,10 +736,10 @@ export class ProcHandle {
   private listTasks(threads: number, now: number): void {
     this.tasksListedAt = now;
     this.tasksListedFor = threads;
-    if (threads === 1 && this.taskIds.length === 1 && this.taskIds[0] === String(this.pid)) return;
+    if (threads === 1 && this.taskIds.length === 1 && this.taskIds[0] === this.mainTid) return;
     let tids: string[];
     if (threads === 1) {
-      tids = [String(this.pid)];
+      tids = [this.mainTid];
     } else {
       try {
         tids = readdirSync(`/proc/${this.pid}/task`);

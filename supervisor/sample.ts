@@ -10,21 +10,23 @@ import path from 'node:path';
 import type { JobSettings, Sample } from './types.js';
 import {
   CLOCK_TICKS_PER_SECOND,
-  hostSwapInUse,
+  hostSwapUsed,
   isDeadState,
   PAGE_SIZE,
   PidBuffer,
   ProcHandle,
   processGroupPidsCached,
+  processGroupScanAt,
   procStatFromFields,
   readChildren,
   readMemory,
-  readPidCursor,
   readStat,
   readStatFields,
   StatFields,
   type ProcStat,
 } from './proc.js';
+import { birthLog } from './births.js';
+import { newSwapReadState, noteSwapWalk, swapReadDue } from './swap-reads.js';
 
 /** One live process of a run's tree, as read in one sample. */
 export interface TreeMember {
@@ -41,6 +43,14 @@ export interface TreeMember {
  */
 export const GROUP_SCAN_MAX_AGE_MS = 5000;
 
+/**
+ * How old the shared group scan may be for a tree that has missed no birth since its last scan (supervisor/
+ * births.ts names every process born into its group at once), ms. What is left for the scan to find then
+ * took no new pid: a process of the run's session moving into the group with setpgid, or one placed by
+ * clone3 with set_tid (CRIU).
+ */
+export const GROUP_SCAN_QUIET_MAX_AGE_MS = 60_000;
+
 /** Most processes per tree whose /proc files are held open; beyond that they are re-opened per read. */
 export const MAX_HANDLES_PER_TREE = 256;
 
@@ -52,26 +62,23 @@ interface TrackedProcess {
   handle: ProcHandle | null;
   fields: StatFields;
   swap: number;
+  /** Whether `swap` was read for this process at least once (a process new to the tree is read at once). */
+  swapRead: boolean;
   /** majflt at the previous Sampler reading; -1 before the first. */
   sampledMajflt: number;
   /** Number of the last walk that reached this process. */
   walk: number;
 }
 
-// One pid-cursor read per wake-up of the sampling clock instead of one per run: the cursor only has to be
-// read before the children files it guards, and a value read earlier in the same wake-up is older still, so
-// a process born after it is looked for at the next tick exactly as with a fresh read.
-let wakeCursorValid = false;
-let wakeCursor = Number.NaN;
+// One look for births per wake-up of the sampling clock instead of one per run: a birth after the look is
+// found at the next tick, exactly as with a look per run, which would only be a little later.
+let wakeLooked = false;
 let insideWake = false;
 
-function pidCursorForWalk(): number {
-  if (!insideWake) return readPidCursor();
-  if (!wakeCursorValid) {
-    wakeCursor = readPidCursor();
-    wakeCursorValid = true;
-  }
-  return wakeCursor;
+function lookForBirths(now: number): void {
+  if (insideWake && wakeLooked) return;
+  birthLog.look(now);
+  if (insideWake) wakeLooked = true;
 }
 
 // Why the walk's queue holds plain numbers: (pid, source) pairs pushed on one reused array cost nothing
@@ -94,6 +101,30 @@ export class ProcessTree {
   private readonly queue: number[] = [];
   private queueSize = 0;
   private readonly childPids = new PidBuffer();
+  private readonly swapReads = newSwapReadState();
+  /** The birthLog generation this tree has read up to (-1: none yet). */
+  private birthsSeen = -1;
+  /**
+   * Stands in for the pid cursor in ProcHandle.childrenInto: it moves only when something may have been
+   * born into this tree, so the children files are read only then (and at their safety interval).
+   */
+  private birthToken = 0;
+  /** Set when births may have been missed (first walk, an inconclusive look): a group scan taken at or after it is due. */
+  private groupScanWantedSince: number | null = null;
+  /** Pids born into the tree in the births being read, so their own children count as ours too. */
+  private readonly bornHere = new PidBuffer();
+  private bornRelevant = false;
+  // Bound once, like queueRecorded.
+  private readonly noteBirth = (pid: number, ppid: number, pgrp: number): void => {
+    let ours = pgrp === this.pgid || this.known.has(ppid);
+    for (let i = 0; !ours && i < this.bornHere.size; i++) ours = this.bornHere.at(i) === ppid;
+    if (!ours) return;
+    this.bornRelevant = true;
+    this.bornHere.add(pid);
+    // A group member is ours by the group alone (as with the scan); a child is left to the children files
+    // of its parent, which is read through a handle bound to that very process (no recycled-pid mix-up).
+    if (pgrp === this.pgid) this.enqueue(pid, FROM_GROUP);
+  };
   /** The live members found by the last walk (reused; the first liveCount are valid until the next walk). */
   private readonly live: TrackedProcess[] = [];
   private liveCount = 0;
@@ -152,16 +183,21 @@ export class ProcessTree {
    */
   private walk(groupScanMaxAgeMs: number | undefined, now: number): number {
     const walk = ++this.walks;
-    const swapInUse = hostSwapInUse(200, now);
-    // Read before any children file: a process born after this moment moves the cursor and is looked for next tick.
-    const pidCursor = pidCursorForWalk();
+    // Fresh at every wake-up of the clock (the fastest tick is 50 ms): whether VmSwap is re-read hangs on it.
+    const hostSwap = hostSwapUsed(40, now);
+    const swapReadAll = swapReadDue(this.swapReads, hostSwap, now);
+    let treeSwap = 0;
     const queue = this.queue;
     const live = this.live;
     this.queueSize = 0;
     this.liveCount = 0;
     this.known.forEach(this.queueRecorded);
+    // Before any children file: a process born after the look is found at the next tick.
+    const pidCursor = this.readBirths(now);
     if (groupScanMaxAgeMs !== undefined) {
-      const groupPids = processGroupPidsCached(groupScanMaxAgeMs, now).get(this.pgid);
+      const quiet = groupScanMaxAgeMs > 0 && this.groupScanWantedSince === null;
+      const groupPids = processGroupPidsCached(quiet ? Math.max(groupScanMaxAgeMs, GROUP_SCAN_QUIET_MAX_AGE_MS) : groupScanMaxAgeMs, now).get(this.pgid);
+      if (this.groupScanWantedSince !== null && processGroupScanAt() >= this.groupScanWantedSince) this.groupScanWantedSince = null;
       if (groupPids) for (let i = 0; i < groupPids.length; i++) this.enqueue(groupPids[i]!, FROM_GROUP);
     }
     while (this.queueSize > 0) {
@@ -205,7 +241,7 @@ export class ProcessTree {
         // Found through a parent link or the group: it is ours, even if its pid was recorded for an older process.
         if (proc && proc.handle !== handle) this.closeHandle(proc.handle);
         const startTime = recordedStart !== undefined && Number(recordedStart) === fields.startTicks ? recordedStart : String(fields.startTicks);
-        proc = { pid, startTicks: fields.startTicks, startTime, handle, fields: new StatFields(), swap: 0, sampledMajflt: -1, walk };
+        proc = { pid, startTicks: fields.startTicks, startTime, handle, fields: new StatFields(), swap: 0, swapRead: false, sampledMajflt: -1, walk };
         this.tracked.set(pid, proc);
         if (recordedStart !== startTime) this.known.set(pid, startTime);
       }
@@ -213,7 +249,14 @@ export class ProcessTree {
       this.scratch = proc.fields;
       proc.fields = fields;
       if (isDeadState(fields.state)) continue;
-      proc.swap = swapInUse ? (proc.handle ? proc.handle.swap() : (readMemory(pid)?.swap ?? 0)) : 0;
+      if (hostSwap === 0) {
+        proc.swap = 0;
+        proc.swapRead = true;
+      } else if (swapReadAll || !proc.swapRead) {
+        proc.swap = proc.handle ? proc.handle.swap() : (readMemory(pid)?.swap ?? 0);
+        proc.swapRead = true;
+      }
+      treeSwap += proc.swap;
       if (this.liveCount < live.length) live[this.liveCount] = proc;
       else live.push(proc);
       this.liveCount++;
@@ -227,7 +270,25 @@ export class ProcessTree {
         if (!known || known.walk !== walk) this.enqueue(child, FROM_PARENT);
       }
     }
+    noteSwapWalk(this.swapReads, hostSwap, now, swapReadAll, treeSwap);
     return this.liveCount;
+  }
+
+  /** Reads the births since this tree's last walk; returns the token to hand to childrenInto. */
+  private readBirths(now: number): number {
+    lookForBirths(now);
+    const log = birthLog;
+    if (!log.complete(this.birthsSeen)) {
+      this.birthToken++;
+      this.groupScanWantedSince = now;
+    } else if (this.birthsSeen < log.generation) {
+      this.bornHere.clear();
+      this.bornRelevant = false;
+      log.forEachSince(this.birthsSeen, this.noteBirth);
+      if (this.bornRelevant) this.birthToken++;
+    }
+    this.birthsSeen = log.generation;
+    return this.birthToken;
   }
 
   /**
@@ -576,12 +637,12 @@ export class SamplingClock {
     let next = Number.POSITIVE_INFINITY;
     let inactive = 0;
     insideWake = true;
-    wakeCursorValid = false;
+    wakeLooked = false;
     try {
       next = this.sampleDue(slots);
     } finally {
       insideWake = false;
-      wakeCursorValid = false;
+      wakeLooked = false;
     }
     for (let i = 0; i < slots.length; i++) if (!slots[i]!.active) inactive++;
     if (inactive > 0 && this.slots === slots) this.slots = slots.filter((slot) => slot.active);

@@ -1,0 +1,154 @@
+// The reads the sampler skips on an idle host, and why nothing is missed: the births log names every
+// process born since the last look (a process of a run is found although no full /proc scan is made), the
+// VmSwap rule re-reads swap at least once a second, and the log tail notices a truncation without fstat.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { appendFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BirthLog, MAX_LOOK_GAP_MS, MAX_PROBED_PIDS } from '../supervisor/births.js';
+import { processGroupPidsCached, processGroupScanAt, processStartTime, readPidCursor } from '../supervisor/proc.js';
+import { GROUP_SCAN_MAX_AGE_MS, ProcessTree } from '../supervisor/sample.js';
+import { LogTail } from '../supervisor/spawn.js';
+import { newSwapReadState, noteSwapWalk, SWAP_FULL_READ_MS, swapReadDue } from '../supervisor/swap-reads.js';
+import { killIfRunning, tempDir } from './helpers/job.js';
+
+function births(log: BirthLog, seen: number): Array<{ pid: number; ppid: number; pgrp: number }> {
+  const found: Array<{ pid: number; ppid: number; pgrp: number }> = [];
+  log.forEachSince(seen, (pid, ppid, pgrp) => found.push({ pid, ppid, pgrp }));
+  return found;
+}
+
+test('the births log names the processes between two cursors, with parent and group, and leaves threads out', async (t) => {
+  const child = spawn('sleep', ['100'], { detached: true, stdio: 'ignore' });
+  t.teardown(() => killIfRunning([child.pid!]));
+  await sleep(50);
+  // A thread of this process: reachable as /proc/<tid> although /proc does not list it.
+  const thread = readdirSync('/proc/self/task').map(Number).find((tid) => tid !== process.pid);
+  let cursor = child.pid! - 1;
+  const log = new BirthLog(() => cursor, 4_194_304);
+  log.look(1000);
+  t.false(log.complete(-1), 'the first look cannot know what came before it');
+  const first = log.generation;
+  cursor = child.pid!;
+  log.look(1100);
+  t.true(log.complete(first));
+  t.deepEqual(births(log, first), [{ pid: child.pid!, ppid: process.pid, pgrp: child.pid! }]);
+  t.deepEqual(births(log, log.generation), [], 'nothing after the latest generation');
+
+  const seen = log.generation;
+  log.look(1200);
+  t.is(log.generation, seen, 'a look with the cursor where it was adds no generation');
+  if (thread !== undefined) {
+    cursor = thread - 1;
+    log.look(1250);
+    cursor = thread;
+    log.look(1300);
+    t.false(births(log, log.generation - 1).some((birth) => birth.pid === thread), 'a thread is not a birth');
+  }
+});
+
+test('a look is inconclusive after a gap, over too many pids, or without a cursor; a wrap-around is followed', async (t) => {
+  const child = spawn('sleep', ['100'], { detached: true, stdio: 'ignore' });
+  t.teardown(() => killIfRunning([child.pid!]));
+  await sleep(50);
+  let cursor = 10;
+  let now = 0;
+  const log = new BirthLog(() => cursor, child.pid! + 5);
+  log.look(now);
+  let seen = log.generation;
+  cursor += MAX_PROBED_PIDS + 1;
+  log.look((now += 100));
+  t.false(log.complete(seen), 'more pids than a look reads');
+  seen = log.generation;
+  cursor += 1;
+  log.look((now += MAX_LOOK_GAP_MS + 1));
+  t.false(log.complete(seen), 'a gap in which the pids may have wrapped around');
+  seen = log.generation;
+  cursor = Number.NaN;
+  log.look((now += 100));
+  t.false(log.complete(seen), 'no cursor');
+  // Wrap-around: from just below the child's pid over pid_max back to 2 (pid_max is child + 5 here).
+  cursor = child.pid! - 1;
+  log.look((now += 100));
+  seen = log.generation;
+  cursor = 2;
+  log.look((now += 100));
+  t.true(log.complete(seen));
+  t.true(births(log, seen).some((birth) => birth.pid === child.pid), 'found across the wrap-around');
+});
+
+test('a group member born after the tree was walked is found by the births log, without a new /proc scan', async (t) => {
+  // The middle bash exits at once, so the sleep is reparented before a walk can follow a parent link to it.
+  const leader = spawn('bash', ['-c', 'read -r _; bash -c "sleep 100 >/dev/null 2>&1 </dev/null &"; exec sleep 100'], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+  const tree = new ProcessTree(leader.pid!, processStartTime(leader.pid!)!);
+  t.teardown(() => {
+    killIfRunning(tree.recorded().keys());
+    tree.dispose();
+  });
+  tree.collect(0);
+  tree.collect(GROUP_SCAN_MAX_AGE_MS);
+  const scanAt = processGroupScanAt();
+  const cursorBefore = readPidCursor();
+  leader.stdin!.end('go\n');
+  let orphan: number | undefined;
+  for (let walk = 0; walk < 100 && orphan === undefined; walk++) {
+    await sleep(50);
+    orphan = tree.collect(GROUP_SCAN_MAX_AGE_MS).find((member) => member.pid !== leader.pid && member.stat.comm === 'sleep' && member.stat.ppid !== leader.pid)?.pid;
+  }
+  t.truthy(orphan, 'the orphan was found');
+  const lastScanAt = processGroupScanAt();
+  const advance = readPidCursor() - cursorBefore;
+  if (advance > 0 && advance <= MAX_PROBED_PIDS) t.is(lastScanAt, scanAt, 'no /proc scan was needed');
+  else t.log(`pid cursor moved by ${advance} (a wrap-around or a burst): the scan may have been repeated`);
+  t.true(processGroupPidsCached(0).get(leader.pid!)?.includes(orphan!), 'it is in the group');
+});
+
+test('VmSwap is re-read when the host figure moves, at every tick while the tree has swap, and at least once a second', (t) => {
+  const state = newSwapReadState();
+  t.false(swapReadDue(state, 0, 0), 'no swap in use on the host: every VmSwap is 0');
+  t.true(swapReadDue(state, Number.POSITIVE_INFINITY, 0), 'meminfo unreadable: read');
+  t.true(swapReadDue(state, 1000, 0), 'first read');
+  noteSwapWalk(state, 1000, 0, true, 0);
+  t.false(swapReadDue(state, 1000, 250), 'host figure unchanged, nothing in swap');
+  t.true(swapReadDue(state, 2000, 250), 'the host figure moved');
+  t.true(swapReadDue(state, 1000, SWAP_FULL_READ_MS), 'a second after the last full read');
+  noteSwapWalk(state, 1000, 250, false, 4096);
+  t.true(swapReadDue(state, 1000, 500), 'the tree has something in swap');
+
+  // A tree whose VmSwap crosses a limit while the host figure stands still (a page that kept its swap
+  // slot going out again): at 250 ms ticks, the first full read after the crossing is at most a second later.
+  for (const crossingAt of [1, 125, 249, 250, 251, 999, 1000, 1001]) {
+    const ticks = newSwapReadState();
+    let caughtAt: number | null = null;
+    for (let now = 0; now <= 5000 && caughtAt === null; now += 250) {
+      const full = swapReadDue(ticks, 1000, now);
+      if (full && now >= crossingAt) caughtAt = now;
+      noteSwapWalk(ticks, 1000, now, full, 0);
+    }
+    t.not(caughtAt, null);
+    t.true(caughtAt! - crossingAt <= SWAP_FULL_READ_MS, `crossing at ${crossingAt} ms read at ${caughtAt} ms`);
+  }
+});
+
+test('LogTail: a file truncated below the offset is read again from its start, an empty file from its first byte', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = path.join(dir, 'tail.log');
+  writeFileSync(file, '');
+  const lines: string[] = [];
+  const tail = new LogTail(file, (line) => lines.push(line));
+  t.teardown(() => tail.close());
+  tail.poll();
+  appendFileSync(file, 'first\n');
+  tail.poll();
+  tail.poll();
+  t.deepEqual(lines, ['first'], 'an unchanged file adds nothing');
+  appendFileSync(file, 'second line\nthird line\n');
+  tail.poll();
+  truncateSync(file, 3);
+  tail.poll();
+  appendFileSync(file, '\nafter\n');
+  tail.poll();
+  t.deepEqual(lines, ['first', 'second line', 'third line', 'fir', 'after']);
+});
