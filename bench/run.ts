@@ -139,7 +139,9 @@ function memAvailable(): number {
 
 /** Runs the trials side by side, as many at once as `maxParallel` and the memory budget allow. */
 async function runSideBySide(trials: PlannedTrial[], maxParallel: number): Promise<void> {
-  const budget = Math.max(2 * 1024 ** 3, Math.min(12 * 1024 ** 3, memAvailable() - 4 * 1024 ** 3));
+  // Each trial reserves the memory its workload reaches if never stopped (3 GiB for a fast leak); the
+  // total stays 4 GiB below what the machine has available, and at most 16 GiB.
+  const budget = Math.max(2 * 1024 ** 3, Math.min(16 * 1024 ** 3, memAvailable() - 4 * 1024 ** 3));
   const queue = [...trials];
   const running = new Set<Promise<void>>();
   const phaseStart = Date.now();
@@ -227,7 +229,7 @@ try {
   const rank = (trial: PlannedTrial) => (trial.driver.name.startsWith('supervisord') ? 0 : 1) + (trial.scenario.memoryBytes ? 0 : 2);
   sideBySide.sort((a, b) => (a.notBeforeMs ?? 0) - (b.notBeforeMs ?? 0) || rank(a) - rank(b) || a.rep - b.rep);
   const sideStarted = Date.now();
-  if (sideBySide.length > 0) await runSideBySide(sideBySide, quick ? sideBySide.length : 6);
+  if (sideBySide.length > 0) await runSideBySide(sideBySide, quick ? sideBySide.length : 8);
   log(`trials side by side took ${elapsed(sideStarted)}; whole run ${elapsed(startedAt)}`);
 } finally {
   removeSwap();

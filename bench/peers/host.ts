@@ -7,9 +7,17 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { allPids, descendantsOf, isAlive, killQuietly, readCmdline, readEnviron, readProcStat, waitForDeath } from './proc-watch.js';
 
+/** This process and its ancestors (npm, the `sh -c … node dist/bench/run.js` it starts), which are not "others". */
+function ownLineage(): Set<number> {
+  const lineage = new Set<number>();
+  for (let pid = process.pid; pid > 1 && !lineage.has(pid); pid = readProcStat(pid)?.ppid ?? 0) lineage.add(pid);
+  return lineage;
+}
+
 /** Other live peer comparisons (`node …/bench/run.js`), which would disturb ours and share our work folder. */
 export function otherBenchRuns(): number[] {
-  return allPids().filter((pid) => pid !== process.pid && /\bbench\/run\.js\b/.test(readCmdline(pid)) && isAlive(pid));
+  const own = ownLineage();
+  return allPids().filter((pid) => !own.has(pid) && /\bbench\/run\.js\b/.test(readCmdline(pid)) && isAlive(pid));
 }
 
 /**

@@ -36,8 +36,11 @@ function describe(scenario: Scenario, cell: Cell): string {
   if (cell.unavailable) return `cannot express: ${cell.unavailable}`;
   const { results } = cell;
   if (results.length === 0) return 'not run';
+  const leftovers = results.reduce((sum, result) => sum + (result.leftovers ?? 0), 0);
+  // A shutdown that left processes behind is part of the result, not a harness detail.
+  const leftNote = leftovers > 0 ? `; its shutdown left ${leftovers} process${leftovers === 1 ? '' : 'es'} running (killed by the harness)` : '';
   if (scenario.id === 'overhead') {
-    return `CPU ${spread(primary(scenario, results), percent)}; RSS ${spread(results.map((result) => result.supervisorRss ?? 0), mebibytes)}`;
+    return `CPU ${spread(primary(scenario, results), percent)}; RSS ${spread(results.map((result) => result.supervisorRss ?? 0), mebibytes)}${leftNote}`;
   }
   const caught = results.filter((result) => result.caught).length;
   const window = seconds(Math.max(...results.map((result) => result.windowMs)));
@@ -47,7 +50,7 @@ function describe(scenario: Scenario, cell: Cell): string {
   if (peaks.length > 0) parts.push(`peak ${spread(peaks, mebibytes)}`);
   const survivors = results.map((result) => result.survivors).filter((value): value is number => value !== undefined);
   if (survivors.length > 0) parts.push(`survivors ${spread(survivors, (value) => value.toFixed(0))}`);
-  return parts.join('; ');
+  return parts.join('; ') + leftNote;
 }
 
 function ratio(scenario: Scenario, ours: Cell | undefined, peer: Cell): string {

@@ -405,19 +405,23 @@ const overhead: Scenario = {
       if (result.leftovers > 0) console.error(`[bench]   ! ${driver.name} left ${result.leftovers} process(es) alive after its shutdown (overhead); the harness killed them`);
     };
     try {
+      const startedAt = Date.now();
       await driver.start(workloads, dir);
+      const upAfter = Date.now() - startedAt;
       await waitForTrialProcesses(dir, children, 60_000);
+      const childrenAfter = Date.now() - startedAt;
       await pendingShutdown;
+      console.error(`[bench]   ${driver.name}: supervisor up in ${upAfter} ms, ${children} children in ${childrenAfter} ms, previous shutdown over after ${Date.now() - startedAt} ms`);
       // A short settle for the supervisor's start-up work (first samples, log files): measured from the
       // moment every child runs rather than after a fixed wait sized for the slowest supervisor.
       await sleep(options.quick ? 1000 : 2000);
       const supervisor = driver.supervisorPids();
       const cpuAt = () => supervisor.reduce((sum, pid) => sum + (readProcStat(pid)?.cpuSeconds ?? 0), 0);
       const before = cpuAt();
-      const startedAt = Date.now();
+      const measuredFrom = Date.now();
       await sleep(durationMs);
       const cpuSeconds = cpuAt() - before;
-      const elapsed = (Date.now() - startedAt) / 1000;
+      const elapsed = (Date.now() - measuredFrom) / 1000;
       const supervisorRss = supervisor.reduce((sum, pid) => sum + readRss(pid), 0);
       Object.assign(result, { caught: supervisor.length > 0, cpuPercent: (cpuSeconds / elapsed) * 100, supervisorRss });
     } catch (error) {
