@@ -33,13 +33,12 @@ import path from 'node:path';
 
 const SEARCH_PAGE = 1000;
 /**
- * Parallel listing (SQL-backed servers): pages of PARALLEL_PAGE runs (the first PARALLEL_SMALL_PAGES of
- * an experiment; later ones are SEARCH_PAGE long), at most PARALLEL_PAGES in flight per experiment,
- * starting with two (a small experiment wastes at most one empty page).
+ * Parallel listing (SQL-backed servers): pages of PARALLEL_PAGE runs, then twice as many each time (up
+ * to SEARCH_PAGE), PARALLEL_PAGES of them in flight per experiment: few requests (each costs the server
+ * a fixed part besides its runs), at most one asked past the end.
  */
 const PARALLEL_PAGE = 100;
-const PARALLEL_SMALL_PAGES = 8;
-const PARALLEL_PAGES = 4;
+const PARALLEL_PAGES = 2;
 /** Experiments whose listing is requested while an earlier one is still being yielded. */
 const EXPERIMENT_LOOKAHEAD = 2;
 const HISTORY_PAGE = 25_000;
@@ -327,21 +326,19 @@ export class RestReader implements MlflowReader {
     const inFlight: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
     let offset = 0;
     let launched = 0;
-    let fullPages = 0;
     const launch = (): void => {
-      const max = launched++ < PARALLEL_SMALL_PAGES ? PARALLEL_PAGE : SEARCH_PAGE;
+      const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** launched++);
       const page = this.searchRuns(experimentId, query, { max, token: offset === 0 ? undefined : offsetToken(offset) });
       page.catch(() => undefined); // surfaced when its turn comes
       inFlight.push(page);
       offset += max;
     };
     for (;;) {
-      while (inFlight.length < Math.min(PARALLEL_PAGES, 2 + fullPages)) launch();
+      while (inFlight.length < PARALLEL_PAGES) launch();
       const page = await inFlight.shift()!;
       if (page.runs.length > 0) yield page.runs;
       // Where sequential paging would stop; pages requested past it are dropped.
       if (page.next === undefined) return;
-      fullPages++;
     }
   }
 
