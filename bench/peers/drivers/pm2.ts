@@ -35,7 +35,9 @@ export class Pm2Driver implements Driver {
     }));
     const ecosystem = path.join(workDir, 'ecosystem.config.cjs');
     writeFileSync(ecosystem, `module.exports = ${JSON.stringify({ apps }, null, 2)};\n`);
-    const result = await this.run(['start', ecosystem]);
+    // PM2's CLI starts apps two at a time by default; ten at a time brings 50 idle apps up in a few
+    // seconds instead of ~10 s. Start-up only: nothing is measured until every app runs.
+    const result = await execa(pm2Bin, ['start', ecosystem], { reject: false, env: { PM2_HOME: this.home, PM2_CONCURRENT_ACTIONS: '10' }, timeout: 60_000 });
     if (result.exitCode !== 0) throw new Error(`pm2 start failed: ${result.stderr || result.stdout}`);
   }
 
