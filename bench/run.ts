@@ -1,8 +1,8 @@
 // `npm run bench`: the peer comparison (duckvisor vs PM2 vs supervisord+memmon, systemd on paper) on
 // the seven scenarios, all in one invocation; then regenerates bench/RESULTS.md.
 //
-//   npm run bench                          full run (3 repetitions; ~13 minutes)
-//   npm run bench -- --quick               one repetition, short windows (CI, ~3 minutes)
+//   npm run bench                          full run (3 repetitions; ~14 minutes on a quiet 2-core machine)
+//   npm run bench -- --quick               one repetition, short windows (CI, ~2 minutes)
 //   npm run bench -- --scenarios fast-leak,hang --supervisors duckvisor,pm2 --reps 5
 //
 // Schedule: every duckvisor trial and every overhead (CPU) trial runs alone, supervisors alternating
