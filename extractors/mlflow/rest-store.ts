@@ -46,7 +46,7 @@ const HISTORY_PAGE = 25_000;
 const BULK_PATH = '/ajax-api/2.0/mlflow/metrics/get-history-bulk';
 const BULK_RUNS = 100;
 const BULK_CAP = 25_000;
-/** Metric-history points held per prefetch window (the window being read and the next one are held). */
+/** Metric-history points a prefetch window fetches at most (the window being read and the next one are held); the rest is read when asked for. */
 const WINDOW_POINTS = 100_000;
 /** Requests one window keeps going (the client bounds what is in flight overall). */
 const WINDOW_WORKERS = 4;
@@ -151,11 +151,10 @@ interface HistoryWindow {
   held: number;
 }
 
-/** A listed run and the metric keys its runs/search entry names, with a guess of its history's size. */
+/** A listed run and the metric keys its runs/search entry names. */
 interface PlannedRun {
   runId: string;
   keys: string[];
-  expectedPoints: number;
 }
 
 function seriesId(runId: string, key: string): string {
@@ -204,6 +203,8 @@ export class RestReader implements MlflowReader {
   /** Whether the server answers get-history-bulk (unknown until asked). */
   private bulk: 'unknown' | 'yes' | 'no' = 'unknown';
   private bulkProbe: Promise<void> | undefined;
+  /** Runs per prefetch window: as many as one bulk request takes, fewer when histories are long. */
+  private windowRuns = BULK_RUNS;
   private sqlBackedAnswer: Promise<boolean> | undefined;
   private offsetTokensAnswer: Promise<boolean> | undefined;
   private closed = false;
@@ -253,6 +254,8 @@ export class RestReader implements MlflowReader {
     const parallel = await this.parallelListing(experimentIds, query);
     const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, parallel)[Symbol.asyncIterator]());
     for await (const page of inOrderWithLookahead(sources, EXPERIMENT_LOOKAHEAD)) {
+      // The whole page goes into the plan first: a caller that reads history while listing gets it prefetched for the page.
+      const infos: RunInfo[] = [];
       for (const run of page) {
         const info = runInfo((run['info'] ?? {}) as Json);
         // Offset pages can repeat a run when runs are created while listing: each run comes once.
@@ -263,8 +266,9 @@ export class RestReader implements MlflowReader {
           this.listed.set(info.runId, data);
           this.addToPlan(info.runId, data);
         }
-        yield { ok: true, run: info };
+        infos.push(info);
       }
+      for (const info of infos) yield { ok: true, run: info };
     }
   }
 
@@ -343,14 +347,10 @@ export class RestReader implements MlflowReader {
   }
 
   private addToPlan(runId: string, data: RunData): void {
-    const steps = new Map<string, number>();
-    for (const metric of data.latestMetrics) steps.set(metric.key, Math.max(steps.get(metric.key) ?? 0, metric.step));
-    if (steps.size === 0) return;
-    let expectedPoints = 0;
-    // A metric logged with steps 0…n usually has n + 1 points; a guess that only sizes the windows.
-    for (const step of steps.values()) expectedPoints += Math.min(Math.max(step, 0), BULK_CAP) + 1;
+    const keys = [...new Set(data.latestMetrics.map((metric) => metric.key))];
+    if (keys.length === 0) return;
     this.planPosition.set(runId, this.plan.length);
-    this.plan.push({ runId, keys: [...steps.keys()], expectedPoints });
+    this.plan.push({ runId, keys });
   }
 
   private async getRun(run: RunInfo): Promise<Json> {
@@ -433,14 +433,7 @@ export class RestReader implements MlflowReader {
   }
 
   private openWindow(first: number): HistoryWindow {
-    let end = first;
-    let expected = 0;
-    while (end < this.plan.length && end - first < BULK_RUNS) {
-      const next = this.plan[end]!.expectedPoints;
-      if (end > first && expected + next > WINDOW_POINTS) break;
-      expected += next;
-      end++;
-    }
+    const end = Math.min(this.plan.length, first + this.windowRuns);
     this.planCovered = end;
     const window: HistoryWindow = { first, end, series: new Map(), held: 0, ready: Promise.resolve() };
     window.ready = this.fillWindow(window).catch(() => undefined);
@@ -490,6 +483,10 @@ export class RestReader implements MlflowReader {
       }
     };
     await Promise.all(Array.from({ length: WINDOW_WORKERS }, worker));
+    // Size the windows opened from now on by what this one held: long histories, fewer runs at once.
+    const runs = window.end - window.first;
+    if (window.held >= WINDOW_POINTS) this.windowRuns = Math.max(1, Math.floor(runs / 2));
+    else if (window.held < WINDOW_POINTS / 4 && runs >= this.windowRuns) this.windowRuns = Math.min(BULK_RUNS, this.windowRuns * 2);
   }
 
   private keep(window: HistoryWindow, runId: string, key: string, series: PrefetchedSeries): void {
