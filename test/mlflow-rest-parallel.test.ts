@@ -247,3 +247,14 @@ test('without get-history-bulk the history is read per run and key, the same poi
   t.is(server.calls.filter((call) => call.route.endsWith('get-history-bulk')).length, 1, 'asked once, then no more');
   t.is(server.calls.filter((call) => call.route.endsWith('/get-history')).length, 121);
 });
+
+test('a window stops prefetching at its points budget; the rest is read per run and key, the same points', async (t) => {
+  const runs: FakeRun[] = Array.from({ length: 150 }, (_, index) => ({ id: runId(index), start: 10_000 + index, keys: ['loss'] }));
+  const lengths = new Map(runs.map((run) => [`${run.id}/loss`, 1_500]));
+  const server = await fakeServer(runs, { lengths, storeType: 'SqlStore' });
+  t.teardown(server.close);
+  const { got, want } = await histories(server, runs, lengths);
+  t.is(got.length, 150 * 1_500);
+  t.deepEqual(got, want);
+  t.true(server.calls.some((call) => call.route.endsWith('/get-history')), 'runs past the budget were read with get-history');
+});
