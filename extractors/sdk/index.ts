@@ -125,7 +125,7 @@ function parseOptions<Options>(extractor: Extractor<Options>, raw: Record<string
   throw new UsageError(`invalid options for extractor '${extractor.name}':\n  - ${issues.join('\n  - ')}`);
 }
 
-/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 32 MiB). */
+/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 16 MiB). */
 function parseDuckdbMemory(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   const bytes = typeof value === 'number' || typeof value === 'string' ? parseSize(value) : undefined;

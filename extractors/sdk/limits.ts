@@ -1,7 +1,7 @@
 // DuckDB settings derived from the job's limits, and the extractor's own memory self-check.
 // DuckDB's default memory_limit is ~80% of the machine's RAM, far above any job's RSS limit, so
 // left alone it would drive the child straight into the supervisor's kill. We give DuckDB about
-// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 32 MiB for an
+// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 16 MiB for an
 // extractor's staging database (see STAGING_WRITER_MEMORY_BYTES), and spill to a temp directory
 // next to the staging file.
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -23,8 +23,16 @@ const MIN_DUCKDB_MEMORY_BYTES = 32 * 1024 * 1024;
  * database only appends, commits and checkpoints; a larger budget is spent on caching the blocks it
  * already wrote (DuckDB keeps them loaded after each checkpoint until the limit forces eviction), so
  * RSS would grow with the table. Rows of a large unit beyond it spill to the temp directory.
+ *
+ * 16 MiB, below the MIN_DUCKDB_MEMORY_BYTES floor of other DuckDB processes: committed rows wait in
+ * in-memory row groups until a checkpoint (every 16 MiB of WAL), which a small store never reaches
+ * (mlflow-metric-history on the 546-run seed store ends with 17 MiB of them) but a larger one fills to
+ * the limit before every checkpoint, and the checkpoint then works at the limit too. Capping it at the
+ * small store's level keeps the peak flat: bench/extract metric-history 10× peak RSS 166 → 155 MiB (file
+ * store) and 165 → 155 MiB (SQLite store), 1× unchanged (141/144 MiB; the last rows of a 1× run spill to
+ * the temp directory instead). 8 MiB is too little: checkpoints fail with "failed to pin block".
  */
-export const STAGING_WRITER_MEMORY_BYTES = 32 * 1024 * 1024;
+export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
 /**
  * Configuration of the jemalloc bundled in libduckdb (read once, when the library first allocates,
  * from DUCKDB_JE_MALLOC_CONF). DuckDB's default keeps freed pages for about a second; a writer that
@@ -105,7 +113,9 @@ export function duckdbSettings(input: DuckDBLimitsInput): Record<string, string>
     settings['memory_limit'] = `${Math.floor(Math.max(MIN_DUCKDB_MEMORY_BYTES, input.memoryLimitBytes) / 1024)}KiB`;
   } else if (input.rssLimitBytes !== undefined || input.memoryCapBytes !== undefined) {
     const share = input.rssLimitBytes === undefined ? Infinity : Math.floor(input.rssLimitBytes * DUCKDB_MEMORY_SHARE);
-    const bytes = Math.max(MIN_DUCKDB_MEMORY_BYTES, Math.min(share, input.memoryCapBytes ?? Infinity));
+    // An explicit cap (the staging writer's) may sit below the general floor; see STAGING_WRITER_MEMORY_BYTES.
+    const floor = Math.min(MIN_DUCKDB_MEMORY_BYTES, input.memoryCapBytes ?? Infinity);
+    const bytes = Math.max(floor, Math.min(share, input.memoryCapBytes ?? Infinity));
     settings['memory_limit'] = `${Math.floor(bytes / 1024)}KiB`;
   }
   return settings;
@@ -197,7 +207,8 @@ export function startMemorySelfCheck(input: MemorySelfCheckInput): MemorySelfChe
 
 /** Debug: `DUCKVISOR_MEMORY_TRACE=<file>` appends one line of memory figures every MEMORY_TRACE_INTERVAL_MS. */
 export const MEMORY_TRACE_ENV = 'DUCKVISOR_MEMORY_TRACE';
-const MEMORY_TRACE_INTERVAL_MS = 200;
+/** `DUCKVISOR_MEMORY_TRACE_MS` shortens it (a checkpoint's transient lasts only tens of ms). */
+const MEMORY_TRACE_INTERVAL_MS = Number(process.env['DUCKVISOR_MEMORY_TRACE_MS']) || 200;
 
 // Why: to see what grows with a run's length (RSS vs V8 heap vs DuckDB's buffers) without a profiler.
 export function startMemoryTrace(file: string | undefined, duckdbMemory: () => Promise<number>, duckdbTags: () => Promise<string> = async () => ''): MemoryTrace {
