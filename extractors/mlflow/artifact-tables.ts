@@ -99,6 +99,13 @@ function cell(value: unknown): CellValue {
   return String(value);
 }
 
+/**
+ * Every file is read once, so DuckDB's cache of file contents (on by default, bounded only by the
+ * memory_limit) would only keep files already read, growing with the number of runs. bench/extract
+ * artifacts, SQLite store: peak RSS 1× 178 → 169 MiB, 10× 196 → 187 MiB.
+ */
+const READER_CACHE_SETTINGS: Record<string, string> = { enable_external_file_cache: 'false' };
+
 // Why: one private DuckDB per extractor process reads the files, apart from the SDK's staging connection.
 export class ArtifactTableReader {
   private constructor(
@@ -107,7 +114,7 @@ export class ArtifactTableReader {
   ) {}
 
   static async open(): Promise<ArtifactTableReader> {
-    const instance = await DuckDBInstance.create(':memory:', { threads: '1', memory_limit: '256MB' });
+    const instance = await DuckDBInstance.create(':memory:', { threads: '1', memory_limit: '256MB', ...READER_CACHE_SETTINGS });
     return new ArtifactTableReader(instance, await instance.connect());
   }
 
