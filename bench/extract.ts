@@ -23,6 +23,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { version as duckdbVersion } from '@duckdb/node-api';
 import { childEnv } from '../extractors/sdk/protocol.js';
+import { extractorProcessEnv } from '../extractors/sdk/process-env.js';
 import { compiledPath, projectRoot } from '../supervisor/paths.js';
 import { machineLine } from './machine.js';
 import { watch } from './watch-process.js';
@@ -117,6 +118,7 @@ async function runOurs(scale: number, source: Source, tool: Tool, restBase: stri
     if (artifactFilter !== '') options['filter'] = artifactFilter;
   }
   const env = {
+    ...extractorProcessEnv(process.env),
     [childEnv.staging]: staging, [childEnv.options]: JSON.stringify(options), [childEnv.heartbeatTimeout]: '60000',
     [childEnv.runId]: `bench-${scale}x-${source}-${tool}`, [childEnv.job]: extractorName(tool), [childEnv.attempt]: '1', [childEnv.protocol]: '1',
   };

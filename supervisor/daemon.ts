@@ -23,6 +23,7 @@ import { startRun as realStartRun } from './run.js';
 import { newRunId, safeName, Scheduler } from './scheduler.js';
 import { terminalStates, type AlertEventKind, type DaemonConfig, type JobConfig, type KillReason, type Progress, type RetryReason, type RunHandle, type RunObserver, type RunOutcome, type RunSpec, type RunState, type Sample } from './types.js';
 import { childEnv } from '../extractors/sdk/protocol.js';
+import { extractorProcessEnv } from '../extractors/sdk/process-env.js';
 
 /** systemd/daemon variables a child must not inherit (it would talk to systemd as if it were us). */
 export const daemonOnlyEnv = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', 'INVOCATION_ID', 'JOURNAL_STREAM'] as const;
@@ -589,6 +590,7 @@ export class Daemon implements ControlTarget {
     const argv = job.command ? [...job.command] : [process.execPath, compiledPath('extractors/run-extractor.ts'), job.extractor!];
     const env = this.childBaseEnv();
     Object.assign(env, job.env);
+    if (!job.command) Object.assign(env, extractorProcessEnv(env));
     Object.assign(env, {
       [childEnv.runId]: row.id,
       [childEnv.job]: job.name,

@@ -379,3 +379,34 @@ test('SIGHUP reloads a valid config and keeps the old one when the new file is i
   daemon.child.kill('SIGTERM');
   t.is((await daemon.exited).signal, 'SIGTERM');
 });
+
+test('extractor children start with two malloc arenas unless the job sets its own; command jobs inherit the environment untouched', async (t) => {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const paths = writeConfig(
+    `  defaulted:
+    extractor: ${JSON.stringify(fixture('tiny-extractor.mjs'))}
+    options: {units: 3, delay_ms: 0, table: defaulted, label_env: MALLOC_ARENA_MAX}
+    autostart: true
+  chosen:
+    extractor: ${JSON.stringify(fixture('tiny-extractor.mjs'))}
+    options: {units: 3, delay_ms: 0, table: chosen, label_env: MALLOC_ARENA_MAX}
+    env: {MALLOC_ARENA_MAX: "4"}
+    autostart: true
+  script:
+    command: [sh, -c, 'test -z "$MALLOC_ARENA_MAX"']
+    autostart: true
+`,
+  );
+  const daemon = spawnDaemon(paths.config, ['--once']);
+  t.teardown(() => killQuietly(daemon.child.pid));
+  const exit = await daemon.exited;
+  t.is(exit.code, 0, daemon.output());
+  const reader = await DuckDBInstance.create(path.join(paths.dir, 'warehouse', 'warehouse.duckdb'), { access_mode: 'READ_ONLY' });
+  const connection = await reader.connect();
+  const labels = async (table: string) =>
+    (await connection.runAndReadAll(`SELECT DISTINCT label FROM ${table}`)).getRowObjects().map((row) => row['label']);
+  t.deepEqual(await labels('defaulted'), ['2']);
+  t.deepEqual(await labels('chosen'), ['4']);
+  connection.closeSync();
+  reader.closeSync();
+});
