@@ -194,7 +194,8 @@ test('a derived extractor waits while another process holds the warehouse, then 
   const warehouse = path.join(dir, 'warehouse.duckdb');
   const staging = path.join(dir, 'staging', 'rankings.duckdb');
   await createWarehouse(warehouse, demsarRuns());
-  const holder = spawn(process.execPath, [path.join(projectRoot, 'test/fixtures/derived/hold-warehouse.mjs'), warehouse, '1500'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The holder lets go once the extractor said it is waiting (or after 30 s), so a slow start cannot miss the lock.
+  const holder = spawn(process.execPath, [path.join(projectRoot, 'test/fixtures/derived/hold-warehouse.mjs'), warehouse, '30000'], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => holder.kill('SIGKILL'));
   let holderOut = '';
   await new Promise<void>((resolve, reject) => {
@@ -208,12 +209,15 @@ test('a derived extractor waits while another process holds the warehouse, then 
     warehouse,
     staging,
     options: { metric: 'auc', method_params: ['classifier'], dataset_params: ['dataset'] },
+  }, undefined, (message) => {
+    if (message.type === 'log' && /warehouse .* is locked .*waiting/.test(message.msg)) holder.stdin.end('release\n');
   });
   t.is(result.code, 0, result.stderr);
   t.true(
     result.messages.some((m) => m.type === 'log' && /warehouse .* is locked .*waiting/.test(m.msg)),
     'the run log says it waited for the warehouse',
   );
+  if (holder.exitCode === null) await new Promise((resolve) => holder.once('exit', resolve));
   t.true(holderOut.includes('released'));
   const rows = await queryFile(staging, 'SELECT count(*) AS n FROM rankings');
   t.is(Number(rows[0]!['n']), 4);

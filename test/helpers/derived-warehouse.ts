@@ -88,6 +88,7 @@ export function runExtractorChild(
   name: string,
   env: { warehouse: string; staging: string; options: Record<string, unknown>; extra?: Record<string, string> },
   register?: (kill: () => void) => void,
+  onMessage?: (message: ChildMessage) => void,
 ): Promise<ExtractorResult> {
   return new Promise((resolve, reject) => {
     const child = fork(compiledPath('extractors/run-extractor.ts'), [name], {
@@ -112,7 +113,10 @@ export function runExtractorChild(
     let stdout = '';
     child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('message', (message) => messages.push(message as ChildMessage));
+    child.on('message', (message) => {
+      messages.push(message as ChildMessage);
+      onMessage?.(message as ChildMessage);
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       const warnings = messages.flatMap((message) => (message.type === 'log' && message.level === 'warn' ? [message.msg] : []));
