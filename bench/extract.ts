@@ -25,6 +25,7 @@ import { version as duckdbVersion } from '@duckdb/node-api';
 import { childEnv } from '../extractors/sdk/protocol.js';
 import { extractorProcessEnv } from '../extractors/sdk/process-env.js';
 import { compiledPath, projectRoot } from '../supervisor/paths.js';
+import { assembleResults } from './assemble-results.js';
 import { machineLine } from './machine.js';
 import { watch } from './watch-process.js';
 
@@ -434,7 +435,8 @@ async function main(): Promise<void> {
   }
   writeFileSync(path.join(outDir, 'extract.json'), `${JSON.stringify({ context, results }, null, 1)}\n`);
   writeFileSync(path.join(outDir, 'extract.md'), report(results, context, measuredAt));
-  console.log(`wrote bench/results/extract.md and extract.json (${context['bench wall time']})`);
+  assembleResults();
+  console.log(`wrote bench/results/extract.md and extract.json (${context['bench wall time']}), and bench/RESULTS.md`);
 }
 
 await main();
