@@ -2,7 +2,7 @@
 // batches must still come in key order, no source may run more than its first page ahead, and an error
 // of a key surfaces when that key's turn comes (after the keys before it were written).
 import test from 'ava';
-import { inOrderWithLookahead } from '../extractors/builtin/mlflow-metric-history.js';
+import { inOrderWithLookahead } from '../extractors/mlflow/lookahead.js';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 1));
 

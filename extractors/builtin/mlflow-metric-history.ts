@@ -7,6 +7,7 @@
 //
 // Table: metric_history(run_id, key, step, timestamp, value)   (NaN/±Infinity preserved)
 import { z } from 'zod';
+import { inOrderWithLookahead } from '../mlflow/lookahead.js';
 import { forEachRun, mlflowSourceOptions, selectRuns } from '../mlflow/selection.js';
 import type { MetricPoint } from '../mlflow/types.js';
 import { defineExtractor } from '../sdk/index.js';
@@ -16,29 +17,6 @@ export type MlflowMetricHistoryOptions = z.infer<typeof mlflowMetricHistoryOptio
 
 /** Keys whose first page is requested ahead of the key being written. */
 const KEY_LOOKAHEAD = 3;
-
-// Why: batches of several async sources, in source order, with the next `lookahead` sources' first batch already requested.
-export async function* inOrderWithLookahead<T>(sources: readonly (() => AsyncIterator<T>)[], lookahead: number): AsyncGenerator<T> {
-  const started: { iterator: AsyncIterator<T>; first: Promise<IteratorResult<T>> }[] = [];
-  const start = (index: number): void => {
-    const factory = sources[index];
-    if (factory === undefined || started[index] !== undefined) return;
-    const iterator = factory();
-    const first = iterator.next();
-    first.catch(() => undefined); // surfaced when its turn comes
-    started[index] = { iterator, first };
-  };
-  try {
-    for (let index = 0; index < sources.length; index++) {
-      for (let ahead = index; ahead <= index + lookahead; ahead++) start(ahead);
-      const { iterator, first } = started[index]!;
-      for (let result = await first; !result.done; result = await iterator.next()) yield result.value;
-    }
-  } finally {
-    // Sources started ahead but not consumed (an error or a stop) are closed.
-    for (const entry of started) void entry?.iterator.return?.().catch(() => undefined);
-  }
-}
 
 export default defineExtractor<MlflowMetricHistoryOptions>(
   'mlflow-metric-history',

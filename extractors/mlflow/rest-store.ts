@@ -14,6 +14,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { isDirectory, localPathOf } from './local-files.js';
+import { inOrderWithLookahead } from './lookahead.js';
 import { RestClient, RestError, type RestOptions } from './rest-client.js';
 import {
   decodeStoredDouble,
@@ -159,28 +160,6 @@ interface PlannedRun {
 
 function seriesId(runId: string, key: string): string {
   return `${runId}\n${key}`;
-}
-
-// Why: batches of several async sources, in source order, with the next `lookahead` sources' first batch already requested.
-async function* inOrderWithLookahead<T>(sources: readonly (() => AsyncIterator<T>)[], lookahead: number): AsyncGenerator<T> {
-  const started: { iterator: AsyncIterator<T>; first: Promise<IteratorResult<T>> }[] = [];
-  const start = (index: number): void => {
-    const factory = sources[index];
-    if (factory === undefined || started[index] !== undefined) return;
-    const iterator = factory();
-    const first = iterator.next();
-    first.catch(() => undefined); // surfaced when its turn comes
-    started[index] = { iterator, first };
-  };
-  try {
-    for (let index = 0; index < sources.length; index++) {
-      for (let ahead = index; ahead <= index + lookahead; ahead++) start(ahead);
-      const { iterator, first } = started[index]!;
-      for (let result = await first; !result.done; result = await iterator.next()) yield result.value;
-    }
-  } finally {
-    for (const entry of started) void entry?.iterator.return?.().catch(() => undefined);
-  }
 }
 
 // Why: the tracking-server reader of the MlflowReader interface.
