@@ -37,22 +37,24 @@ export function isAlive(pid: number): boolean {
   return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
 }
 
-export function readRss(pid: number): number {
+const statusLines = { VmRSS: /^VmRSS:\s+(\d+) kB/m, VmSwap: /^VmSwap:\s+(\d+) kB/m };
+
+/** A `kB` line of /proc/<pid>/status in bytes (0 when the process or the line is gone). */
+function readStatusBytes(pid: number, field: keyof typeof statusLines): number {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+    return Number(statusLines[field].exec(status)?.[1] ?? 0) * 1024;
   } catch {
     return 0;
   }
 }
 
+export function readRss(pid: number): number {
+  return readStatusBytes(pid, 'VmRSS');
+}
+
 export function readSwap(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/^VmSwap:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
-  } catch {
-    return 0;
-  }
+  return readStatusBytes(pid, 'VmSwap');
 }
 
 /** Every pid in /proc right now. */
