@@ -1,12 +1,12 @@
 // Picks the reader for a source by MLflow's own conventions: a path or file: URI → file store;
 // sqlite:///path/mlflow.db (or a plain path to a SQLite file) → SQL store; http(s):// → tracking server; unset → MLFLOW_TRACKING_URI.
 // Relative paths resolve against the working directory (for a duckvisor job: the config's folder).
+// Each reader's module is loaded when its kind of source is opened: the SQL reader brings
+// better-sqlite3 and the REST reader http/https, which an extraction from another kind of source
+// would load for nothing at every start.
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FileStoreReader } from './file-store.js';
-import { RestReader, restOptionsFromEnv } from './rest-store.js';
-import { SqlStoreReader } from './sql-store.js';
 import type { MlflowReader } from './types.js';
 
 export interface SourceOptions {
@@ -31,14 +31,27 @@ export async function openSource(source: string | undefined, options: SourceOpti
   if (uri === undefined || uri.trim() === '') {
     throw new Error('no MLflow source: set options.source (a path to mlruns/, sqlite:///path/mlflow.db or http(s)://server) or MLFLOW_TRACKING_URI');
   }
-  if (/^https?:\/\//i.test(uri)) return new RestReader(uri, restOptionsFromEnv(env));
-  if (/^sqlite:/i.test(uri)) return SqlStoreReader.open(sqlitePath(uri), { artifactRoot: options.artifactRoot });
-  if (/^file:/i.test(uri)) return FileStoreReader.open(fileURLToPath(uri.startsWith('file://') ? uri : `file://${uri.slice(5)}`), { onWarning: options.onWarning });
+  if (/^https?:\/\//i.test(uri)) {
+    const { RestReader, restOptionsFromEnv } = await import('./rest-store.js');
+    return new RestReader(uri, restOptionsFromEnv(env));
+  }
+  if (/^sqlite:/i.test(uri)) return openSqlStore(sqlitePath(uri), options);
+  if (/^file:/i.test(uri)) return openFileStore(fileURLToPath(uri.startsWith('file://') ? uri : `file://${uri.slice(5)}`), options);
   if (/^[A-Za-z][A-Za-z0-9+.-]+:/.test(uri)) {
     throw new Error(`unsupported MLflow source ${uri}: use a path or file: URI (file store), sqlite:///… (SQL store) or http(s):// (tracking server); other databases can be read through their tracking server`);
   }
-  if (isSqliteFile(uri)) return SqlStoreReader.open(uri, { artifactRoot: options.artifactRoot });
-  return FileStoreReader.open(uri, { onWarning: options.onWarning });
+  if (isSqliteFile(uri)) return openSqlStore(uri, options);
+  return openFileStore(uri, options);
+}
+
+async function openFileStore(root: string, options: SourceOptions): Promise<MlflowReader> {
+  const { FileStoreReader } = await import('./file-store.js');
+  return FileStoreReader.open(root, { onWarning: options.onWarning });
+}
+
+async function openSqlStore(file: string, options: SourceOptions): Promise<MlflowReader> {
+  const { SqlStoreReader } = await import('./sql-store.js');
+  return SqlStoreReader.open(file, { artifactRoot: options.artifactRoot });
 }
 
 /** A plain path naming a SQLite file (header "SQLite format 3") is read as a SQL store. */
