@@ -10,7 +10,7 @@
 //         latest_metrics(run_id, key, value, step, timestamp)
 //         run_inputs(run_id, dataset_name, dataset_digest, source_type, source, context)
 import { z } from 'zod';
-import { forEachRun, mlflowSourceOptions, selectRuns } from '../mlflow/selection.js';
+import { forEachListedRun, mlflowSourceOptions, selectRunsStreaming } from '../mlflow/selection.js';
 import { defineExtractor } from '../sdk/index.js';
 
 export const mlflowRunsOptions = z.strictObject({ ...mlflowSourceOptions });
@@ -56,21 +56,21 @@ export default defineExtractor<MlflowRunsOptions>(
     const latest = ctx.table('latest_metrics', { run_id: 'VARCHAR', key: 'VARCHAR', value: 'DOUBLE', step: 'BIGINT', timestamp: 'TIMESTAMP' });
     const inputs = ctx.table('run_inputs', { run_id: 'VARCHAR', dataset_name: 'VARCHAR', dataset_digest: 'VARCHAR', source_type: 'VARCHAR', source: 'VARCHAR', context: 'VARCHAR' });
 
-    const { reader, experiments, runs } = await selectRuns(ctx);
+    // Runs are extracted while the rest are still being listed (the listing is most of a tracking server's wait).
+    const { reader, experiments, listings } = await selectRunsStreaming(ctx);
     const paramKeys = new Set<string>();
     const metricKeys = new Set<string>();
     const readThisAttempt = new Set<string>();
     try {
-      ctx.expect({ units: runs.length + 1 });
       await ctx.unit('experiments', async () => {
         for (const e of experiments) {
           experimentsTable.append([e.experimentId, e.name, e.artifactLocation, e.lifecycleStage, e.creationTime, e.lastUpdateTime]);
           for (const tag of e.tags) experimentTags.append([e.experimentId, tag.key, tag.value]);
         }
       });
-      await forEachRun(
+      const runs = await forEachListedRun(
         ctx,
-        runs,
+        listings,
         async (run) => {
           const data = await reader.runData(run);
           runsTable.append([run.runId, run.experimentId, run.runName, run.userId, run.status, run.startTime, run.endTime, run.deletedTime, run.lifecycleStage, run.artifactUri, reader.kind]);
@@ -84,6 +84,7 @@ export default defineExtractor<MlflowRunsOptions>(
         },
         1,
       );
+      ctx.expect({ units: runs.length + 1 });
       // Runs committed by an earlier attempt still contribute their keys to the view's columns.
       for (const listing of runs) {
         if (listing.ok && ctx.isDone(listing.run.runId) && !readThisAttempt.has(listing.run.runId)) {

@@ -43,8 +43,33 @@ export interface Selection {
   runs: RunListing[];
 }
 
+/** A selection whose runs are listed while they are extracted (see forEachListedRun). */
+export interface StreamingSelection {
+  reader: MlflowReader;
+  experiments: Experiment[];
+  /** The run listings, read from the source as they are consumed (once). */
+  listings: AsyncIterable<RunListing>;
+}
+
 // Why: every MLflow extractor starts the same way: open the source, resolve experiments, list runs.
 export async function selectRuns(ctx: ExtractorContext<MlflowSourceOptions>): Promise<Selection> {
+  const { reader, experiments, listings } = await selectRunsStreaming(ctx);
+  try {
+    const runs: RunListing[] = [];
+    for await (const listing of listings) runs.push(listing);
+    return { reader, experiments, runs };
+  } catch (error) {
+    await reader.close();
+    throw error;
+  }
+}
+
+/**
+ * Opens the source and resolves the experiments; the runs are listed as the caller consumes them, so
+ * an extractor can extract the first runs while the rest are still being listed (a tracking server
+ * answers a page of runs in about 2 ms per run: the listing is most of a REST extraction's wait).
+ */
+export async function selectRunsStreaming(ctx: ExtractorContext<MlflowSourceOptions>): Promise<StreamingSelection> {
   const options = ctx.options;
   const reader = await openSource(options.source, { artifactRoot: options.artifact_root, onWarning: (message) => ctx.log.warn(message) });
   try {
@@ -62,12 +87,16 @@ export async function selectRuns(ctx: ExtractorContext<MlflowSourceOptions>): Pr
         if (!experiments.includes(found)) experiments.push(found);
       }
     }
-    const runs: RunListing[] = [];
-    for await (const listing of reader.runs(experiments.map((e) => e.experimentId), { includeDeleted: options.include_deleted, filter: options.filter })) {
-      runs.push(listing);
+    const experimentIds = experiments.map((e) => e.experimentId);
+    async function* listings(): AsyncGenerator<RunListing> {
+      let count = 0;
+      for await (const listing of reader.runs(experimentIds, { includeDeleted: options.include_deleted, filter: options.filter })) {
+        count++;
+        yield listing;
+      }
+      ctx.log.info(`${reader.kind} source ${reader.location}: ${experiments.length} experiment(s), ${count} run(s)`);
     }
-    ctx.log.info(`${reader.kind} source ${reader.location}: ${experiments.length} experiment(s), ${runs.length} run(s)`);
-    return { reader, experiments, runs };
+    return { reader, experiments, listings: listings() };
   } catch (error) {
     await reader.close();
     throw error;
@@ -90,20 +119,50 @@ export async function forEachRun(
   ctx.progress(done, total, 'runs');
   for (const listing of runs) {
     if (ctx.stopRequested) return;
-    let failure: MlflowDataError | undefined;
-    if (!listing.ok) failure = listing.error;
-    else {
-      try {
-        await ctx.unit(listing.run.runId, () => work(listing.run));
-      } catch (error) {
-        if (!(error instanceof MlflowDataError)) throw error;
-        failure = error;
-      }
-    }
-    if (failure !== undefined) {
-      if (ctx.options.on_bad_run === 'fail') throw new Error(`${failure.message} (on_bad_run: fail)`);
-      ctx.skip(listing.ok ? listing.run.runId : listing.runId, failure.message);
-    }
+    await runOne(ctx, listing, work);
     ctx.progress(++done, total, 'runs');
+  }
+}
+
+/**
+ * forEachRun over listings that arrive while runs are extracted: the progress total is unknown (left
+ * out) until the listing has ended. Returns the listings seen (ids and attributes only: small), so the
+ * caller can set its expectation and revisit runs committed by an earlier attempt.
+ */
+export async function forEachListedRun(
+  ctx: ExtractorContext<MlflowSourceOptions>,
+  listings: AsyncIterable<RunListing>,
+  work: (run: RunInfo) => Promise<void>,
+  extraUnits = 0,
+): Promise<RunListing[]> {
+  const seen: RunListing[] = [];
+  let done = extraUnits;
+  ctx.progress(done, undefined, 'runs');
+  for await (const listing of listings) {
+    if (ctx.stopRequested) return seen;
+    // duckvisor: allow unbounded-accumulation -- run listings (ids and attributes) are what selectRuns holds for every extractor
+    seen.push(listing);
+    await runOne(ctx, listing, work);
+    ctx.progress(++done, undefined, 'runs');
+  }
+  ctx.progress(done, done, 'runs');
+  return seen;
+}
+
+/** One run as one unit, with on_bad_run applied to bad data. */
+async function runOne(ctx: ExtractorContext<MlflowSourceOptions>, listing: RunListing, work: (run: RunInfo) => Promise<void>): Promise<void> {
+  let failure: MlflowDataError | undefined;
+  if (!listing.ok) failure = listing.error;
+  else {
+    try {
+      await ctx.unit(listing.run.runId, () => work(listing.run));
+    } catch (error) {
+      if (!(error instanceof MlflowDataError)) throw error;
+      failure = error;
+    }
+  }
+  if (failure !== undefined) {
+    if (ctx.options.on_bad_run === 'fail') throw new Error(`${failure.message} (on_bad_run: fail)`);
+    ctx.skip(listing.ok ? listing.run.runId : listing.runId, failure.message);
   }
 }

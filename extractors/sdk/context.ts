@@ -27,6 +27,8 @@ export class StagingSession implements UnitStaging {
   private readonly tables = new Map<string, StagingTable>();
   private writerList: readonly StagingTable[] = [];
   private pendingDeclarations: Promise<unknown>[] = [];
+  /** Table declarations whose task has not started yet and that later declarations may join. */
+  private openBatch: { tables: StagingTable[]; done: Promise<Map<StagingTable, unknown>> } | undefined;
   private closing: Promise<void> | undefined;
   private monitorInFlight: Promise<unknown> = Promise.resolve();
   /** Set by the unit ledger: commits a group left open, so DDL and bookkeeping never ride in it. */
@@ -65,6 +67,8 @@ export class StagingSession implements UnitStaging {
 
   /** Runs `task` on the staging connection after every earlier task; refused once the session is closing. */
   exclusive<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
+    // A statement queued after a batch of table declarations keeps later declarations out of it (order is kept).
+    this.openBatch = undefined;
     const result = this.queue.then(() => {
       if (this.closing !== undefined) throw new SessionClosedError(`the staging database ${this.path} is closing; statement not run`);
       return task(this.connection);
@@ -87,15 +91,33 @@ export class StagingSession implements UnitStaging {
     this.beforeStatement = hook;
   }
 
-  /** Registers a table; its DDL and Appender creation are queued (rows appended meanwhile wait in JS). */
+  /**
+   * Registers a table; its DDL and Appender creation are queued (rows appended meanwhile wait in JS).
+   * Tables declared one after the other (no other statement queued in between) share one task: their
+   * CREATE statements and the column check go to DuckDB as one query, instead of three round trips
+   * per table while the extractor waits for the first unit to start.
+   */
   declare(table: StagingTable): void {
     if (this.tables.has(table.name)) throw new Error(`table '${table.name}' is declared twice; call ctx.table() once per table`);
     this.tables.set(table.name, table);
     this.writerList = [...this.tables.values()];
-    const ready = this.exclusive(async (connection) => {
-      await this.beforeStatement(connection);
-      await connection.run(table.createStatement());
-      await table.open(connection);
+    let batch = this.openBatch;
+    if (batch === undefined) {
+      const tables: StagingTable[] = [];
+      const done = this.exclusive(async (connection) => {
+        if (this.openBatch?.tables === tables) this.openBatch = undefined;
+        await this.beforeStatement(connection);
+        return createTables(connection, tables);
+      });
+      done.catch(() => undefined);
+      batch = { tables, done };
+      // exclusive() closed any open batch; this one stays open until the next task is queued.
+      this.openBatch = batch;
+    }
+    batch.tables.push(table);
+    const ready = batch.done.then((failures) => {
+      const failure = failures.get(table);
+      if (failure !== undefined) throw failure;
     });
     ready.catch(() => undefined);
     this.pendingDeclarations.push(
@@ -192,6 +214,38 @@ export class StagingSession implements UnitStaging {
       this.instance.closeSync();
     }
   }
+}
+
+/**
+ * Creates the tables (CREATE TABLE IF NOT EXISTS) and opens their Appenders: one query for all of them,
+ * or, when it fails, table by table so that each failure names its table. Returns the failures by table.
+ */
+async function createTables(connection: DuckDBConnection, tables: readonly StagingTable[]): Promise<Map<StagingTable, unknown>> {
+  const failures = new Map<StagingTable, unknown>();
+  let columns: Map<string, string[]> | undefined;
+  try {
+    const reader = await connection.runAndReadAll(`${tables.map((table) => table.createStatement()).join(';\n')};\n${StagingTable.columnsQuery(tables.map((table) => table.name))}`);
+    columns = new Map();
+    for (const [name, column] of reader.getRows()) {
+      const list = columns.get(String(name)) ?? [];
+      list.push(String(column));
+      columns.set(String(name), list);
+    }
+  } catch {
+    columns = undefined;
+  }
+  for (const table of tables) {
+    try {
+      if (columns !== undefined) await table.openWithColumns(connection, columns.get(table.name) ?? []);
+      else {
+        await connection.run(table.createStatement());
+        await table.open(connection);
+      }
+    } catch (error) {
+      failures.set(table, error);
+    }
+  }
+  return failures;
 }
 
 export interface RunMeta {

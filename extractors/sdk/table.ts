@@ -240,13 +240,19 @@ export class StagingTable implements TableWriter {
     return `CREATE TABLE IF NOT EXISTS "${this.name}" (${columns})`;
   }
 
+  /** The query that lists the columns of the tables named (plain identifiers), as (table_name, column_name) rows in order. */
+  static columnsQuery(names: readonly string[]): string {
+    return `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name IN (${names.map((name) => `'${name}'`).join(', ')}) ORDER BY table_name, ordinal_position`;
+  }
+
   /** Creates the Appender after the DDL ran and checks that an existing table has the declared columns. */
   async open(connection: DuckDBConnection): Promise<void> {
-    const existing = await connection.runAndReadAll(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = $1 ORDER BY ordinal_position`,
-      [this.name],
-    );
-    const actual = existing.getRowObjects().map((row) => String(row['column_name']));
+    const existing = await connection.runAndReadAll(StagingTable.columnsQuery([this.name]));
+    await this.openWithColumns(connection, existing.getRows().map((row) => String(row[1])));
+  }
+
+  /** open() with the table's actual columns already read (the session reads them for several tables at once). */
+  async openWithColumns(connection: DuckDBConnection, actual: readonly string[]): Promise<void> {
     if (actual.join(',').toLowerCase() !== this.columnNames.join(',').toLowerCase()) {
       throw new Error(
         `table '${this.name}' already exists in the staging database with columns (${actual.join(', ')}) ` +
