@@ -112,6 +112,8 @@ export class RestClient {
   private readonly attempts: number;
   private readonly backoffMs: number;
   private readonly agent: http.Agent;
+  /** Connections used for one request each (see json's `freshConnection`). */
+  private readonly freshAgent: http.Agent;
   private readonly transport: typeof http | typeof https;
   private readonly gate: Gate;
   private closed = false;
@@ -132,12 +134,22 @@ export class RestClient {
     this.agent = secure
       ? new https.Agent({ keepAlive: true, maxSockets: maxInFlight, rejectUnauthorized: !options.insecureTls })
       : new http.Agent({ keepAlive: true, maxSockets: maxInFlight });
+    this.freshAgent = secure
+      ? new https.Agent({ keepAlive: false, maxSockets: maxInFlight, rejectUnauthorized: !options.insecureTls })
+      : new http.Agent({ keepAlive: false, maxSockets: maxInFlight });
   }
 
-  /** GET (query) or POST (JSON body) an /api/2.0/mlflow/… style path; returns parsed JSON. */
-  async json(method: 'GET' | 'POST', path: string, payload?: Record<string, unknown>): Promise<Record<string, unknown>> {
+  /**
+   * GET (query) or POST (JSON body) an /api/2.0/mlflow/… style path; returns parsed JSON.
+   * `freshConnection`: send it on a connection of its own instead of a kept-alive one. A server with
+   * several worker processes (mlflow server --workers N) serves a kept-alive connection with the worker
+   * that accepted it, so expensive requests sent at once (listing pages) could all queue on one worker
+   * while the others idle; each on a new connection, they spread over the workers that are free.
+   */
+  async json(method: 'GET' | 'POST', path: string, payload?: Record<string, unknown>, options: { freshConnection?: boolean } = {}): Promise<Record<string, unknown>> {
     const { url, body } = this.prepare(method, path, payload);
-    const { status, text } = await this.withRetries(method, url, body, async (answer, deadline) => ({ status: answer.status, text: await readText(answer.response, deadline) }));
+    const agent = options.freshConnection === true ? this.freshAgent : this.agent;
+    const { status, text } = await this.withRetries(method, url, body, agent, async (answer, deadline) => ({ status: answer.status, text: await readText(answer.response, deadline) }));
     try {
       const parsed: unknown = text.trim() === '' ? {} : parseLenientJson(text);
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
@@ -150,7 +162,7 @@ export class RestClient {
   /** A streaming response body (artifact downloads); the timeout covers the wait for the headers and any stall of the body. */
   async stream(path: string): Promise<Readable> {
     const { url } = this.prepare('GET', path, undefined);
-    return this.withRetries('GET', url, undefined, async (answer) => {
+    return this.withRetries('GET', url, undefined, this.agent, async (answer) => {
       const response = answer.response;
       response.socket?.setTimeout(this.timeoutMs, () => response.destroy(new RestError(`GET ${url}: the download stalled for ${this.timeoutMs} ms`, undefined, url)));
       response.once('end', () => response.socket?.setTimeout(0));
@@ -162,6 +174,7 @@ export class RestClient {
   close(): void {
     this.closed = true;
     this.agent.destroy();
+    this.freshAgent.destroy();
   }
 
   private prepare(method: 'GET' | 'POST', path: string, payload: Record<string, unknown> | undefined): { url: string; body: Buffer | undefined } {
@@ -181,7 +194,7 @@ export class RestClient {
    * Sends the request until `take` gets an OK answer (within the request's deadline) or the attempts
    * run out. Each attempt holds one place of the in-flight limit, not the backoff between attempts.
    */
-  private async withRetries<T>(method: 'GET' | 'POST', url: string, body: Buffer | undefined, take: (answer: Answer, deadline: number) => Promise<T>): Promise<T> {
+  private async withRetries<T>(method: 'GET' | 'POST', url: string, body: Buffer | undefined, agent: http.Agent, take: (answer: Answer, deadline: number) => Promise<T>): Promise<T> {
     let lastProblem = '';
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
       const outcome = await this.gate.run(async (): Promise<{ ok: T } | { retryAfterMs?: number }> => {
@@ -189,9 +202,9 @@ export class RestClient {
         const deadline = Date.now() + this.timeoutMs;
         let answer: Answer;
         try {
-          answer = await this.send(method, url, body, deadline).catch((error: unknown) => {
+          answer = await this.send(method, url, body, agent, deadline).catch((error: unknown) => {
             // A kept-alive connection the server closed while idle: send again at once on a new one.
-            if ((error as { reusedSocket?: boolean }).reusedSocket === true && (error as { code?: string }).code === 'ECONNRESET') return this.send(method, url, body, deadline);
+            if ((error as { reusedSocket?: boolean }).reusedSocket === true && (error as { code?: string }).code === 'ECONNRESET') return this.send(method, url, body, agent, deadline);
             throw error;
           });
         } catch (error) {
@@ -222,14 +235,14 @@ export class RestClient {
     throw new RestError(`${method} ${url} failed after ${this.attempts} attempts; last: ${lastProblem}`, undefined, url);
   }
 
-  private send(method: 'GET' | 'POST', url: string, body: Buffer | undefined, deadline: number): Promise<Answer> {
+  private send(method: 'GET' | 'POST', url: string, body: Buffer | undefined, agent: http.Agent, deadline: number): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string | number> = { ...this.headers };
       if (body !== undefined) {
         headers['content-type'] = 'application/json';
         headers['content-length'] = body.length;
       }
-      const request = this.transport.request(url, { method, headers, agent: this.agent }, (response) => {
+      const request = this.transport.request(url, { method, headers, agent }, (response) => {
         clearTimeout(timer);
         const retryAfter = response.headers['retry-after'];
         resolve({ status: response.statusCode ?? 0, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, response });
