@@ -314,22 +314,44 @@ export class RestReader implements MlflowReader {
       } while (token !== undefined);
       return;
     }
-    const inFlight: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
+    // Pages are requested as answers arrive (not as the caller consumes them, which may take a while):
+    // PARALLEL_PAGES unanswered at most, and at most PARALLEL_PAGES answered pages waiting to be consumed.
+    const requested: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
+    let unanswered = 0;
     let offset = 0;
     let launched = 0;
-    const launch = (): void => {
-      const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
-      const page = this.searchRuns(experimentId, query, { max, token: offset === 0 ? undefined : offsetToken(offset) });
-      page.catch(() => undefined); // surfaced when its turn comes
-      inFlight.push(page);
-      offset += max;
+    /** Set by the first answer that ends the listing: nothing is requested past it any more. */
+    let ended = false;
+    let stopped = false;
+    const fill = (): void => {
+      while (!ended && !stopped && unanswered < PARALLEL_PAGES && requested.length < 2 * PARALLEL_PAGES) {
+        const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
+        const page = this.searchRuns(experimentId, query, { max, token: offset === 0 ? undefined : offsetToken(offset) });
+        unanswered++;
+        page.then(
+          (answer) => {
+            unanswered--;
+            if (answer.next === undefined) ended = true;
+            fill();
+          },
+          () => {
+            unanswered--; // surfaced when its turn comes
+          },
+        );
+        requested.push(page);
+        offset += max;
+      }
     };
-    for (;;) {
-      while (inFlight.length < PARALLEL_PAGES) launch();
-      const page = await inFlight.shift()!;
-      if (page.runs.length > 0) yield page.runs;
-      // Where sequential paging would stop; pages requested past it are dropped.
-      if (page.next === undefined) return;
+    try {
+      for (;;) {
+        fill();
+        const page = await requested.shift()!;
+        if (page.runs.length > 0) yield page.runs;
+        // Where sequential paging would stop; pages requested past it are dropped.
+        if (page.next === undefined) return;
+      }
+    } finally {
+      stopped = true;
     }
   }
 
