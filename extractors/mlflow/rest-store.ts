@@ -324,6 +324,7 @@ export class RestReader implements MlflowReader {
     let ended = false;
     let stopped = false;
     const fill = (): void => {
+      // duckvisor: allow no-progress-in-loop -- launches at most PARALLEL_PAGES requests; the extractor consuming the pages reports progress per run
       while (!ended && !stopped && unanswered < PARALLEL_PAGES && requested.length < 2 * PARALLEL_PAGES) {
         const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
         const page = this.searchRuns(experimentId, query, { max, token: offset === 0 ? undefined : offsetToken(offset) });
