@@ -10,7 +10,7 @@
 //         latest_metrics(run_id, key, value, step, timestamp)
 //         run_inputs(run_id, dataset_name, dataset_digest, source_type, source, context)
 import { z } from 'zod';
-import { forEachListedRun, mlflowSourceOptions, selectRunsStreaming } from '../mlflow/selection.js';
+import { forEachListedRun, mlflowSourceOptions, prepareRunSelection, type StreamingSelection } from '../mlflow/selection.js';
 import { defineExtractor } from '../sdk/index.js';
 
 export const mlflowRunsOptions = z.strictObject({ ...mlflowSourceOptions });
@@ -40,9 +40,9 @@ export function runSummarySql(paramKeys: readonly string[], metricKeys: readonly
     .join(' ');
 }
 
-export default defineExtractor<MlflowRunsOptions>(
+export default defineExtractor<MlflowRunsOptions, Promise<StreamingSelection>>(
   'mlflow-runs',
-  async (ctx) => {
+  async (ctx, prepared) => {
     const experimentsTable = ctx.table('experiments', {
       experiment_id: 'VARCHAR', name: 'VARCHAR', artifact_location: 'VARCHAR', lifecycle_stage: 'VARCHAR', creation_time: 'TIMESTAMP', last_update_time: 'TIMESTAMP',
     });
@@ -56,8 +56,10 @@ export default defineExtractor<MlflowRunsOptions>(
     const latest = ctx.table('latest_metrics', { run_id: 'VARCHAR', key: 'VARCHAR', value: 'DOUBLE', step: 'BIGINT', timestamp: 'TIMESTAMP' });
     const inputs = ctx.table('run_inputs', { run_id: 'VARCHAR', dataset_name: 'VARCHAR', dataset_digest: 'VARCHAR', source_type: 'VARCHAR', source: 'VARCHAR', context: 'VARCHAR' });
 
-    // Runs are extracted while the rest are still being listed (the listing is most of a tracking server's wait).
-    const { reader, experiments, listings } = await selectRunsStreaming(ctx);
+    // The source was opened and its listing started by the prepare step, while the staging database was
+    // being opened; runs are extracted while the rest are still being listed (the listing is most of a
+    // tracking server's wait).
+    const { reader, experiments, listings } = await prepared;
     const paramKeys = new Set<string>();
     const metricKeys = new Set<string>();
     const readThisAttempt = new Set<string>();
@@ -102,5 +104,5 @@ export default defineExtractor<MlflowRunsOptions>(
       await reader.close();
     }
   },
-  { optionsSchema: mlflowRunsOptions },
+  { optionsSchema: mlflowRunsOptions, prepare: (options, log) => prepareRunSelection(options, log) },
 );

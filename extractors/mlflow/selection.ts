@@ -1,7 +1,7 @@
 // What the three built-in MLflow extractors share: their common options, opening the source, choosing
 // the experiments (by id or name) and the runs to extract, and the per-run unit with on_bad_run.
 import { z } from 'zod';
-import type { ExtractorContext } from '../sdk/api.js';
+import type { ExtractorContext, ExtractorLog } from '../sdk/api.js';
 import { openSource } from './source.js';
 import { MlflowDataError, type Experiment, type MlflowReader, type RunInfo, type RunListing } from './types.js';
 
@@ -69,9 +69,13 @@ export async function selectRuns(ctx: ExtractorContext<MlflowSourceOptions>): Pr
  * an extractor can extract the first runs while the rest are still being listed (a tracking server
  * answers a page of runs in about 2 ms per run: the listing is most of a REST extraction's wait).
  */
-export async function selectRunsStreaming(ctx: ExtractorContext<MlflowSourceOptions>): Promise<StreamingSelection> {
-  const options = ctx.options;
-  const reader = await openSource(options.source, { artifactRoot: options.artifact_root, onWarning: (message) => ctx.log.warn(message) });
+export function selectRunsStreaming(ctx: ExtractorContext<MlflowSourceOptions>): Promise<StreamingSelection> {
+  return openRunSelection(ctx.options, ctx.log);
+}
+
+/** selectRunsStreaming from the options alone (an extractor's prepare step has no context yet). */
+export async function openRunSelection(options: MlflowSourceOptions, log: ExtractorLog): Promise<StreamingSelection> {
+  const reader = await openSource(options.source, { artifactRoot: options.artifact_root, onWarning: (message) => log.warn(message) });
   try {
     const all: Experiment[] = [];
     for await (const experiment of reader.experiments({ includeDeleted: options.include_deleted })) all.push(experiment);
@@ -94,11 +98,34 @@ export async function selectRunsStreaming(ctx: ExtractorContext<MlflowSourceOpti
         count++;
         yield listing;
       }
-      ctx.log.info(`${reader.kind} source ${reader.location}: ${experiments.length} experiment(s), ${count} run(s)`);
+      log.info(`${reader.kind} source ${reader.location}: ${experiments.length} experiment(s), ${count} run(s)`);
     }
     return { reader, experiments, listings: listings() };
   } catch (error) {
     await reader.close();
+    throw error;
+  }
+}
+
+/**
+ * An extractor's prepare step (sdk/api.ts): the selection with its first run listing already read, so
+ * a tracking server is busy with the listing's pages while the staging database is being opened.
+ */
+export async function prepareRunSelection(options: MlflowSourceOptions, log: ExtractorLog): Promise<StreamingSelection> {
+  const selection = await openRunSelection(options, log);
+  try {
+    const iterator = selection.listings[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    async function* listings(): AsyncGenerator<RunListing> {
+      try {
+        for (let next = first; next.done !== true; next = await iterator.next()) yield next.value;
+      } finally {
+        await iterator.return?.();
+      }
+    }
+    return { ...selection, listings: listings() };
+  } catch (error) {
+    await selection.reader.close();
     throw error;
   }
 }

@@ -70,4 +70,14 @@ export interface ExtractorContext<Options = Record<string, unknown>> {
   readonly stopRequested: boolean;
 }
 
-export type ExtractorMain<Options> = (ctx: ExtractorContext<Options>) => Promise<void>;
+/** `prepared` is what the extractor's prepare step returned (undefined without one). */
+export type ExtractorMain<Options, Prepared = undefined> = (ctx: ExtractorContext<Options>, prepared: Prepared) => Promise<void>;
+
+/**
+ * Optional first step, called with the parsed options before DuckDB is loaded and the staging database
+ * opened (a few hundred ms of every start), so that slow first reads, e.g. a tracking server's listing,
+ * overlap them. main receives what it returned. A returned promise is awaited before the staging
+ * database is opened: it should resolve once the slow reads are underway (not when they are done), and
+ * its rejection fails the run. It must not write anything: nothing can be committed before main runs.
+ */
+export type ExtractorPrepare<Options, Prepared> = (options: Options, log: ExtractorLog) => Prepared;

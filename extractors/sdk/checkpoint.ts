@@ -12,7 +12,7 @@
 // its own.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
-import { DuckDBTimestampValue } from './duckdb.js';
+import { duckdb } from './duckdb.js';
 import type { StagingTable } from './table.js';
 
 /** A group commits once it holds this many units… */
@@ -65,7 +65,7 @@ const currentUnit = new AsyncLocalStorage<string>();
 async function appendCheckpointRows(connection: DuckDBConnection, units: readonly PendingUnit[]): Promise<void> {
   const appender = await connection.createAppender(UNITS_TABLE);
   try {
-    const committedAt = new DuckDBTimestampValue(BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)));
+    const committedAt = new (duckdb().DuckDBTimestampValue)(BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)));
     for (const unit of units) {
       appender.appendVarchar(unit.key);
       appender.appendTimestamp(committedAt);

@@ -2,7 +2,7 @@
 // and the ExtractorContext built on it. Extractors only ever see the ExtractorContext interface.
 import { statSync } from 'node:fs';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
-import { DuckDBInstance } from './duckdb.js';
+import { loadDuckDB, type DuckDBInstance } from './duckdb.js';
 import type { Columns, Expectation, ExtractorContext, ExtractorLog, TableWriter } from './api.js';
 import type { Channel } from './channel.js';
 import { activeUnitKey, UnitLedger, type UnitStaging } from './checkpoint.js';
@@ -55,9 +55,10 @@ export class StagingSession implements UnitStaging {
 
   /** Opens (or creates) the staging file; DuckDB replays a WAL left by a killed attempt here. */
   static async open(path: string, settings: Record<string, string>): Promise<StagingSession> {
+    const duckdb = loadDuckDB();
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(path, settings);
+      instance = await duckdb.DuckDBInstance.create(path, settings);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new Error(

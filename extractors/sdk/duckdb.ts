@@ -1,13 +1,24 @@
-// @duckdb/node-api loaded with require(). Importing the CommonJS package from ESM makes Node pre-parse
-// each of its files for named exports (cjs-module-lexer): ~80 ms of CPU at every extractor start,
-// which is a tenth of a small extraction. Types come from the package as usual.
+// @duckdb/node-api loaded with require(), and only when the staging database is opened (loadDuckDB).
+// Importing the CommonJS package from ESM makes Node pre-parse each of its files for named exports
+// (cjs-module-lexer): ~80 ms of CPU at every extractor start. Loading it takes ~150 ms of the main
+// thread even so; deferring it to StagingSession.open lets an extractor's prepare step (api.ts) start
+// its first slow reads (a tracking server's listing) before that. Types come from the package as usual.
 import { createRequire } from 'node:module';
 import type * as DuckDB from '@duckdb/node-api';
 
-const duckdb = createRequire(import.meta.url)('@duckdb/node-api') as typeof DuckDB;
-
-// Why: the SDK's one entry to DuckDB's runtime values (see the file header).
-export const { DuckDBInstance, DuckDBDataChunk, DuckDBTimestampValue, DuckDBTypeId } = duckdb;
 export type DuckDBInstance = DuckDB.DuckDBInstance;
 export type DuckDBDataChunk = DuckDB.DuckDBDataChunk;
 export type DuckDBTimestampValue = DuckDB.DuckDBTimestampValue;
+
+let loaded: typeof DuckDB | undefined;
+
+// Why: the SDK's one entry to DuckDB's runtime values (see the file header); idempotent.
+export function loadDuckDB(): typeof DuckDB {
+  loaded ??= createRequire(import.meta.url)('@duckdb/node-api') as typeof DuckDB;
+  return loaded;
+}
+
+/** DuckDB's runtime values (loaded on first use; normally StagingSession.open has loaded them). */
+export function duckdb(): typeof DuckDB {
+  return loaded ?? loadDuckDB();
+}

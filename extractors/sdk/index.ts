@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ZodType } from 'zod';
-import type { ExtractorMain } from './api.js';
+import type { ExtractorLog, ExtractorMain, ExtractorPrepare } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { createContext, StagingSession } from './context.js';
@@ -18,10 +18,12 @@ export type * from './api.js';
 const extractorBrand = Symbol.for('duckvisor.extractor');
 
 /** What an extractor module default-exports. */
-export interface Extractor<Options = Record<string, unknown>> {
+export interface Extractor<Options = Record<string, unknown>, Prepared = unknown> {
   readonly name: string;
-  readonly main: ExtractorMain<Options>;
+  // A method signature: an extractor with its own Prepared type is still an Extractor<Options>.
+  main(ctx: Parameters<ExtractorMain<Options, Prepared>>[0], prepared: Prepared): Promise<void>;
   readonly optionsSchema: ZodType<Options> | undefined;
+  prepare?(options: Options, log: ExtractorLog): Prepared;
 }
 
 /** Exit codes of an extractor child. `stopped`: the supervisor asked for a stop; committed units are kept for a resume. */
@@ -33,16 +35,17 @@ export const exitCodes = { ok: 0, failed: 1, stopped: 3, validation: 65 } as con
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
 
 // Why: extractor modules declare themselves with this, so the runner can find and check them.
-export function defineExtractor<Options = Record<string, unknown>>(
+export function defineExtractor<Options = Record<string, unknown>, Prepared = undefined>(
   name: string,
-  main: ExtractorMain<Options>,
-  opts?: { optionsSchema?: ZodType<Options> },
-): Extractor<Options> {
+  main: ExtractorMain<Options, Prepared>,
+  opts?: { optionsSchema?: ZodType<Options>; prepare?: ExtractorPrepare<Options, Prepared> },
+): Extractor<Options, Prepared> {
   if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/.test(name)) {
     throw new TypeError(`defineExtractor(name, main): name must be 1-200 letters, digits, '_', '.' or '-' (got ${JSON.stringify(name)})`);
   }
   if (typeof main !== 'function') throw new TypeError(`defineExtractor('${name}', main): main must be an async function (ctx) => {...}`);
-  const extractor = { name, main, optionsSchema: opts?.optionsSchema };
+  if (opts?.prepare !== undefined && typeof opts.prepare !== 'function') throw new TypeError(`defineExtractor('${name}', main, { prepare }): prepare must be a function (options, log) => …`);
+  const extractor = { name, main, optionsSchema: opts?.optionsSchema, ...(opts?.prepare !== undefined ? { prepare: opts.prepare } : {}) };
   Object.defineProperty(extractor, extractorBrand, { value: true });
   return Object.freeze(extractor);
 }
@@ -133,6 +136,20 @@ function parseDuckdbMemory(value: unknown): number | undefined {
   return bytes;
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** The extractor's log before its context exists (for the prepare step). */
+function channelLog(channel: Channel): ExtractorLog {
+  return {
+    debug: (msg) => channel.log('debug', msg),
+    info: (msg) => channel.log('info', msg),
+    warn: (msg) => channel.log('warn', msg),
+    error: (msg) => channel.log('error', msg),
+  };
+}
+
 function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -164,6 +181,13 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     memoryCapBytes: STAGING_WRITER_MEMORY_BYTES,
   });
 
+  // The prepare step's slow first reads (a server's listing) run while DuckDB is loaded and the staging
+  // file opened; its promise settles first, so that the main thread is not blocked loading DuckDB while
+  // the prepare step still has answers to handle.
+  const prepared = extractor.prepare?.(options, channelLog(channel));
+  if (isThenable(prepared)) await Promise.race([prepared, interruption.promise]);
+  if (interruption.failure !== undefined) throw interruption.failure;
+
   // Opening is not raced: the instance must exist (and be closed below) before anything can end the run.
   const session = await StagingSession.open(file, settings);
   const heapTrim = startHeapTrim(env);
@@ -191,7 +215,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     };
     const { context, state } = createContext(options, meta, session, ledger, channel);
     if (interruption.failure !== undefined) throw interruption.failure;
-    await Promise.race([extractor.main(context), fatal]);
+    await Promise.race([extractor.main(context, prepared), fatal]);
     await memoryTrace.mark('main-returned');
     // Units completed since the last group commit are committed now, before anything is counted.
     await Promise.race([ledger.finish(), fatal]);

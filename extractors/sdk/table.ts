@@ -12,7 +12,7 @@
 // cache limit has to put its own rows into the transaction (`unitRowsInTransaction`); its failure
 // needs a ROLLBACK of the whole group, which the ledger handles.
 import type { DuckDBAppender, DuckDBConnection, DuckDBType, DuckDBVector } from '@duckdb/node-api';
-import { DuckDBDataChunk, DuckDBTimestampValue, DuckDBTypeId } from './duckdb.js';
+import { duckdb, type DuckDBDataChunk, type DuckDBTimestampValue } from './duckdb.js';
 import type { CellValue, Columns, TableWriter } from './api.js';
 
 /** DuckDB's vector size: the most rows one data chunk holds. */
@@ -110,6 +110,7 @@ function toText(value: CellValue): string {
 
 /** Column types written through data chunks (fast path); everything else goes row by row with casts. */
 function chunkConverter(type: DuckDBType): ChunkConverter | undefined {
+  const { DuckDBTypeId } = duckdb();
   switch (type.typeId) {
     case DuckDBTypeId.BOOLEAN:
       return toBoolean;
@@ -139,6 +140,7 @@ interface RowColumn {
 
 /** Typed appends for the types the chunk path knows; DuckDB casts strings/numbers for the rest (DATE, DECIMAL, UUID, ...). */
 function rowColumn(type: DuckDBType): RowColumn {
+  const { DuckDBTypeId, DuckDBTimestampValue } = duckdb();
   switch (type.typeId) {
     case DuckDBTypeId.BOOLEAN:
       return { convert: toBoolean, put: (a, v) => a.appendBoolean(v as boolean) };
@@ -475,7 +477,7 @@ export class StagingTable implements TableWriter {
       return;
     }
     if (this.chunk === undefined) {
-      this.chunk = DuckDBDataChunk.create(this.types, CHUNK_ROWS);
+      this.chunk = duckdb().DuckDBDataChunk.create(this.types, CHUNK_ROWS);
       this.vectors = this.types.map((_, index) => this.chunk!.getColumnVector(index));
     }
     const index = this.chunkRows;
