@@ -659,8 +659,8 @@ export class Daemon implements ControlTarget {
         try {
           liveRun.lastSample = sample;
           this.metrics.recordSample(job, sample, liveRun.job.limits);
-          // The policy saw this sample already; history keeps about one a second plus every telling one.
-          liveRun.lastSampleStored = shouldPersist(liveRun.persisted, sample, liveRun.job);
+          // The policy saw this sample already; history keeps one a second (one in five when idle) plus every telling one.
+          liveRun.lastSampleStored = shouldPersist(liveRun.persisted, sample, liveRun.job, liveRun.progress?.done ?? null);
           if (liveRun.lastSampleStored) this.history.addSample(runId, sample, liveRun.progress?.done ?? null);
           else this.history.notePeaks(runId, sample);
         } catch (error) {

@@ -599,7 +599,7 @@ export const TASK_LIST_MAX_AGE_MS = 2000;
  * childrenInto stands still, ms. Nothing is born then except by clone3 with set_tid (CRIU restores),
  * which places a pid without moving the cursor: such a child is found this late.
  */
-export const QUIET_CHILDREN_READ_MS = 10_000;
+export const QUIET_CHILDREN_READ_MS = 30_000;
 
 /**
  * How often the children files of a process's other threads are read when processes are being born on

@@ -1,4 +1,4 @@
-// Which samples get a history row: about one a second per idle run, every telling one at once.
+// Which samples get a history row: one a second per working run, one in five seconds per idle run, every telling one at once.
 import test from 'ava';
 import { newPersistedMarks, shouldPersist } from '../supervisor/sample-persist.js';
 import type { Sample } from '../supervisor/types.js';
@@ -10,11 +10,26 @@ function sample(at: number, rss = 100 * MiB, extra: Partial<Sample> = {}): Sampl
   return { at, rss, swap: 0, cpu: 0, majflt_rate: 0, disk_free: 100_000 * MiB, procs: 1, ...extra };
 }
 
-test('an idle run stores its first sample, then the first one of each wall-clock second', (t) => {
+test('an idle run stores its first sample, then the first one of each fifth wall-clock second', (t) => {
   const marks = newPersistedMarks();
   const kept = [];
-  for (let at = 10_000; at < 13_000; at += 250) if (shouldPersist(marks, sample(at, 100 * MiB + (at % 7)), settings)) kept.push(at);
-  t.deepEqual(kept, [10_000, 11_000, 12_000]);
+  for (let at = 9_000; at < 21_000; at += 250) if (shouldPersist(marks, sample(at, 100 * MiB + (at % 7)), settings)) kept.push(at);
+  t.deepEqual(kept, [9_000, 10_000, 15_000, 20_000]);
+});
+
+test('a run whose CPU time or progress moves stores the first sample of each wall-clock second', (t) => {
+  const busy = newPersistedMarks();
+  const keptBusy = [];
+  for (let at = 10_000; at < 13_000; at += 250) if (shouldPersist(busy, sample(at, 100 * MiB, { cpu: (at - 10_000) / 1000 }), settings)) keptBusy.push(at);
+  t.deepEqual(keptBusy, [10_000, 11_000, 12_000]);
+  const progressing = newPersistedMarks();
+  const keptProgress = [];
+  for (let at = 10_000; at < 13_000; at += 250) if (shouldPersist(progressing, sample(at), settings, Math.floor(at / 500))) keptProgress.push(at);
+  t.deepEqual(keptProgress, [10_000, 11_000, 12_000]);
+  const stalled = newPersistedMarks();
+  const keptStalled = [];
+  for (let at = 10_000; at < 13_000; at += 250) if (shouldPersist(stalled, sample(at, 100 * MiB, { cpu: 2 }), settings, 7)) keptStalled.push(at);
+  t.deepEqual(keptStalled, [10_000], 'CPU and progress standing still: idle');
 });
 
 test('a move of more than 5% (and 1 MiB), a change in process count, and a near-limit value are stored at once', (t) => {
