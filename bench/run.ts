@@ -28,7 +28,7 @@ import { SupervisordDriver } from './peers/drivers/supervisord.js';
 import { describeLoad, killStrays, otherBenchRuns, sampleHostLoad, type HostLoad } from './peers/host.js';
 import { ensurePeers } from './peers/install.js';
 import { renderTable, type Cell } from './peers/report.js';
-import { overheadShutdownsDone, scenarios, type Scenario, type TrialResult } from './peers/scenarios.js';
+import { overheadSettleMs, overheadShutdownsDone, scenarios, type Scenario, type TrialResult } from './peers/scenarios.js';
 import { enableSwapFile, removeStaleSwapFiles, type SwapFile } from './peers/swap.js';
 
 const { values } = parseArgs({
@@ -131,6 +131,32 @@ async function runTrial(trial: PlannedTrial, label: string): Promise<void> {
   }
 }
 
+/** One repetition of a scenario measured under every driver in the same window (scenario.trialTogether). */
+async function runTogether(rep: number, scenario: Scenario, group: Driver[]): Promise<void> {
+  if (scenario.id === 'overhead' && swap !== undefined && typeof swap !== 'string') {
+    // The swap file is there for the swap-thrash trials only (they run earlier): the overhead trials measure
+    // every supervisor on the host as configured (no swap here), not on a swap file the harness added.
+    log('removing the swap file of the swap-thrash trials before the overhead trials');
+    removeSwap();
+  }
+  const names = group.map((driver) => driver.name).join(', ');
+  const started = Date.now();
+  log(`together: rep ${rep + 1}/${reps} ${scenario.id} under ${names}`);
+  try {
+    const results = await scenario.trialTogether!(group, { quick, workRoot });
+    for (const driver of group) {
+      const result = results.get(driver.name);
+      if (!result) continue;
+      log(`  → ${scenario.id}/${driver.name} (${elapsed(started)}) ${JSON.stringify(result)}`);
+      record({ rep, scenario, driver }, result);
+    }
+  } catch (error) {
+    log(`  ✗ ${scenario.id} under ${names} failed (${elapsed(started)}): ${(error as Error).message}`);
+    await Promise.all(group.map((driver) => driver.shutdown().catch(() => [])));
+    if (group.some((driver) => driver.name === 'duckvisor')) process.exitCode = 1;
+  }
+}
+
 /** Available memory, bytes (MemAvailable), which bounds how many leaking peer trials run at once. */
 function memAvailable(): number {
   const line = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
@@ -191,8 +217,8 @@ const startedAt = Date.now();
 try {
   // Alone, in order: every duckvisor trial and every trial a neighbour could disturb, with the order of
   // supervisors rotated every repetition so no supervisor always runs first or last. The overhead trials
-  // come last, one after the other, each on a fresh supervisor instance (the previous one shuts down
-  // while the next starts; each measured minute still runs alone).
+  // come last: per repetition, every supervisor on fresh instances, all measured over the same minute
+  // (scenarios.ts overheadTogether says why).
   const sideBySide: PlannedTrial[] = [];
   const overheadLast = [...chosenScenarios.filter((scenario) => scenario.id !== 'overhead'), ...chosenScenarios.filter((scenario) => scenario.id === 'overhead')];
   const plan: PlannedTrial[] = [];
@@ -205,6 +231,8 @@ try {
   // Scenario by scenario would put every repetition of one scenario back to back; repetition by
   // repetition (as before) spreads them over the run, so drift hits every scenario and supervisor alike.
   plan.sort((a, b) => Number(a.scenario.id === 'overhead') - Number(b.scenario.id === 'overhead') || a.rep - b.rep);
+  // Scenarios measured in one window for all supervisors (overhead): one group per repetition.
+  const together = new Map<string, { rep: number; scenario: Scenario; drivers: Driver[] }>();
   for (const { rep, scenario, driver } of plan) {
     const expressible = scenario.expressible[driver.name];
     const reason = missing[driver.name] ?? (expressible === true ? undefined : expressible);
@@ -213,7 +241,12 @@ try {
       continue;
     }
     const fresh = factoryOf.get(driver.name)!();
-    if (scenario.concurrentFor?.(driver.name)) {
+    if (scenario.trialTogether) {
+      const key = `${scenario.id}/${rep}`;
+      const group = together.get(key) ?? { rep, scenario, drivers: [] };
+      group.drivers.push(fresh);
+      together.set(key, group);
+    } else if (scenario.concurrentFor?.(driver.name)) {
       // memmon checks on wall-clock minute boundaries (TICK_60): the repetitions start a fraction of that
       // period apart so their phases spread over the minute instead of all landing on the same boundary.
       const notBeforeMs = driver.name.startsWith('supervisord') ? rep * Math.floor(60_000 / reps) : 0;
@@ -222,6 +255,7 @@ try {
       await runTrial({ rep, scenario, driver: scenario.id === 'overhead' ? fresh : driver }, 'alone:');
     }
   }
+  for (const group of together.values()) await runTogether(group.rep, group.scenario, group.drivers);
   await overheadShutdownsDone();
   removeSwap();
   log(`trials that run alone took ${elapsed(startedAt)}`);
@@ -249,9 +283,12 @@ const sections = [
   'supervisord with `stopasgroup`/`killasgroup` and superlance `memmon -c` on `TICK_60`. duckvisor runs with its',
   'defaults (250 ms sampling, 10 s stop_grace). Every number comes from the workload\'s own timestamped log and',
   'from /proc polled every 5 ms by the harness. A peer that did not stop the process within its window is',
-  '"not caught" (the window is its check period plus a margin). duckvisor trials and overhead trials ran alone;',
-  'the peers\' leak trials and supervisord\'s stop ran side by side, each under its own supervisor instance (their',
-  'latency is set by their own 30 s / 60 s check period or 10 s stop grace, which a neighbour cannot move).',
+  '"not caught" (the window is its check period plus a margin). duckvisor trials ran alone; the peers\' leak',
+  'trials and supervisord\'s stop ran side by side, each under its own supervisor instance (their latency is set by',
+  'their own 30 s / 60 s check period or 10 s stop grace, which a neighbour cannot move). Overhead: per repetition',
+  `every supervisor starts its ${quick ? 10 : 50} idle children (one supervisor after the other), all run ${overheadSettleMs({ quick, workRoot }) / 1000} s more (start-up`,
+  'work: JIT, first heap reductions; its CPU is the "start-up" figure), then every supervisor\'s own CPU time is',
+  `measured over the same ${quick ? 10 : 60} s window, so drift hits all of them alike; no swap is configured during it.`,
   '',
 ];
 const json: Record<string, unknown> = { command, machine: machineLine(), hostLoad, versions, quick, reps, scenarios: {} };

@@ -40,7 +40,9 @@ function describe(scenario: Scenario, cell: Cell): string {
   // A shutdown that left processes behind is part of the result, not a harness detail.
   const leftNote = leftovers > 0 ? `; its shutdown left ${leftovers} process${leftovers === 1 ? '' : 'es'} running (killed by the harness)` : '';
   if (scenario.id === 'overhead') {
-    return `CPU ${spread(primary(scenario, results), percent)}; RSS ${spread(results.map((result) => result.supervisorRss ?? 0), mebibytes)}${leftNote}`;
+    const startup = results.map((result) => result.startupCpuPercent).filter((value): value is number => value !== undefined && Number.isFinite(value));
+    const startupNote = startup.length > 0 ? `; start-up ${spread(startup, percent)}` : '';
+    return `CPU ${spread(primary(scenario, results), percent)}; RSS ${spread(results.map((result) => result.supervisorRss ?? 0), mebibytes)}${startupNote}${leftNote}`;
   }
   const caught = results.filter((result) => result.caught).length;
   const window = seconds(Math.max(...results.map((result) => result.windowMs)));

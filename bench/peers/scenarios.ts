@@ -23,6 +23,8 @@ export interface TrialResult {
   survivors?: number;
   /** Supervisor CPU, percent of one core (scenario 7). */
   cpuPercent?: number;
+  /** Supervisor CPU during the settle before the window (its start-up work), percent of one core (scenario 7). */
+  startupCpuPercent?: number;
   /** Supervisor RSS, bytes (scenario 7). */
   supervisorRss?: number;
   /** How long the harness waited before calling it "not caught". */
@@ -53,6 +55,8 @@ export interface Scenario {
   /** Memory the workload may reach under a supervisor that never stops it, bytes (bounds concurrency). */
   memoryBytes?: number;
   trial(driver: Driver, options: RunOptions): Promise<TrialResult>;
+  /** Runs one repetition under every driver at once (same window for all); scenarios without it run each driver alone. */
+  trialTogether?(drivers: Driver[], options: RunOptions): Promise<Map<string, TrialResult>>;
 }
 
 const isPeer = (driverName: string) => driverName !== 'duckvisor';
@@ -372,13 +376,87 @@ async function waitForTrialProcesses(dir: string, count: number, timeoutMs: numb
   }
 }
 
-// An overhead trial's supervisor shuts down (50 children to stop) while the next one starts its own;
-// the next measurement begins only once that shutdown is over, so every measured minute runs alone.
+// The supervisors of one overhead repetition shut down (50 children each) while the next trial starts;
+// that trial begins its work only once those shutdowns are over.
 let pendingShutdown: Promise<unknown> = Promise.resolve();
 
 /** Resolves once no overhead trial's supervisor is still shutting down; await it before any other trial. */
 export function overheadShutdownsDone(): Promise<unknown> {
   return pendingShutdown;
+}
+
+/** How long every supervisor runs its idle children before the measured window opens, ms. */
+export function overheadSettleMs(options: RunOptions): number {
+  return options.quick ? 1000 : 20_000;
+}
+
+// Why all supervisors in one window: each is measured by the CPU time of its own processes, which
+// neighbours using a few percent of a core cannot move, while the machine's drift (page cache, other
+// tenants, thermal state) then hits all of them in the very same minute. Why a 20 s settle: a
+// supervisor's start-up work (JIT compilation, its first heap reductions, first samples and log files)
+// is paid once, not per minute of supervision; it is measured and reported separately (startupCpuPercent).
+/** Runs 50 idle children under every driver at once and measures each supervisor over the same window. */
+async function overheadTogether(drivers: Driver[], options: RunOptions): Promise<Map<string, TrialResult>> {
+  const children = options.quick ? 10 : 50;
+  const durationMs = options.quick ? 10_000 : 60_000;
+  const settleMs = overheadSettleMs(options);
+  await pendingShutdown;
+  const trials = drivers.map((driver) => {
+    const dir = trialDir(options, 'overhead', driver);
+    const workloads: Workload[] = Array.from({ length: children }, (_, index) => ({
+      name: `idle${String(index).padStart(2, '0')}`,
+      argv: node('idle.mjs'),
+      env: { [trialEnvKey]: dir },
+      rssLimit: 512 * MiB,
+      heartbeat: 'none' as const,
+    }));
+    const result: TrialResult = { caught: false, windowMs: durationMs };
+    return { driver, dir, workloads, result, started: false };
+  });
+  const finishAll = () =>
+    Promise.all(
+      trials.map(async (trial) => {
+        if (!trial.started) return;
+        const survivors = await trial.driver.shutdown();
+        trial.result.leftovers = survivors.length + (await reapTrial(trial.dir));
+        if (trial.result.leftovers > 0) console.error(`[bench]   ! ${trial.driver.name} left ${trial.result.leftovers} process(es) alive after its shutdown (overhead); the harness killed them`);
+      }),
+    );
+  try {
+    // One after the other: each supervisor's own start (50 spawns) does not compete with another's.
+    for (const trial of trials) {
+      const startedAt = Date.now();
+      trial.started = true;
+      await trial.driver.start(trial.workloads, trial.dir);
+      const upAfter = Date.now() - startedAt;
+      await waitForTrialProcesses(trial.dir, children, 60_000);
+      console.error(`[bench]   ${trial.driver.name}: supervisor up in ${upAfter} ms, ${children} children in ${Date.now() - startedAt} ms`);
+    }
+    const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => sum + (readProcStat(pid)?.cpuSeconds ?? 0), 0);
+    const settleFrom = Date.now();
+    const atSettle = trials.map((trial) => cpuOf(trial.driver.supervisorPids()));
+    await sleep(settleMs);
+    const settled = (Date.now() - settleFrom) / 1000;
+    const before = trials.map((trial) => cpuOf(trial.driver.supervisorPids()));
+    const measuredFrom = Date.now();
+    await sleep(durationMs);
+    const after = trials.map((trial) => cpuOf(trial.driver.supervisorPids()));
+    const elapsed = (Date.now() - measuredFrom) / 1000;
+    trials.forEach((trial, index) => {
+      const supervisor = trial.driver.supervisorPids();
+      Object.assign(trial.result, {
+        caught: supervisor.length > 0,
+        cpuPercent: ((after[index]! - before[index]!) / elapsed) * 100,
+        startupCpuPercent: ((before[index]! - atSettle[index]!) / settled) * 100,
+        supervisorRss: supervisor.reduce((sum, pid) => sum + readRss(pid), 0),
+      });
+    });
+  } catch (error) {
+    await finishAll().catch(() => undefined);
+    throw error;
+  }
+  pendingShutdown = finishAll().catch((error: Error) => console.error(`[bench]   ✗ shutdown after overhead failed: ${error.message}`));
+  return new Map(trials.map((trial) => [trial.driver.name, trial.result]));
 }
 
 const overhead: Scenario = {
@@ -388,49 +466,9 @@ const overhead: Scenario = {
   goal: '≤ 1% of one core for 50 children at the default sampling interval, and below PM2',
   goalMet: (results) => results.length > 0 && median(results.map((result) => result.cpuPercent ?? Infinity)) <= 1,
   async trial(driver, options) {
-    const children = options.quick ? 10 : 50;
-    const durationMs = options.quick ? 10_000 : 60_000;
-    const dir = trialDir(options, this.id, driver);
-    const workloads: Workload[] = Array.from({ length: children }, (_, index) => ({
-      name: `idle${String(index).padStart(2, '0')}`,
-      argv: node('idle.mjs'),
-      env: { [trialEnvKey]: dir },
-      rssLimit: 512 * MiB,
-      heartbeat: 'none' as const,
-    }));
-    const result: TrialResult = { caught: false, windowMs: durationMs };
-    const finish = async () => {
-      const survivors = await driver.shutdown();
-      result.leftovers = survivors.length + (await reapTrial(dir));
-      if (result.leftovers > 0) console.error(`[bench]   ! ${driver.name} left ${result.leftovers} process(es) alive after its shutdown (overhead); the harness killed them`);
-    };
-    try {
-      const startedAt = Date.now();
-      await driver.start(workloads, dir);
-      const upAfter = Date.now() - startedAt;
-      await waitForTrialProcesses(dir, children, 60_000);
-      const childrenAfter = Date.now() - startedAt;
-      await pendingShutdown;
-      console.error(`[bench]   ${driver.name}: supervisor up in ${upAfter} ms, ${children} children in ${childrenAfter} ms, previous shutdown over after ${Date.now() - startedAt} ms`);
-      // A short settle for the supervisor's start-up work (first samples, log files): measured from the
-      // moment every child runs rather than after a fixed wait sized for the slowest supervisor.
-      await sleep(options.quick ? 1000 : 2000);
-      const supervisor = driver.supervisorPids();
-      const cpuAt = () => supervisor.reduce((sum, pid) => sum + (readProcStat(pid)?.cpuSeconds ?? 0), 0);
-      const before = cpuAt();
-      const measuredFrom = Date.now();
-      await sleep(durationMs);
-      const cpuSeconds = cpuAt() - before;
-      const elapsed = (Date.now() - measuredFrom) / 1000;
-      const supervisorRss = supervisor.reduce((sum, pid) => sum + readRss(pid), 0);
-      Object.assign(result, { caught: supervisor.length > 0, cpuPercent: (cpuSeconds / elapsed) * 100, supervisorRss });
-    } catch (error) {
-      await finish().catch(() => undefined);
-      throw error;
-    }
-    pendingShutdown = finish().catch((error: Error) => console.error(`[bench]   ✗ ${driver.name} shutdown after overhead failed: ${error.message}`));
-    return result;
+    return (await overheadTogether([driver], options)).get(driver.name)!;
   },
+  trialTogether: overheadTogether,
 };
 
 export const scenarios: Scenario[] = [fastLeak, grandchildLeak, swapThrash, hang, blockedLoop, stubbornTree, overhead];
