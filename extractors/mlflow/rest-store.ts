@@ -34,12 +34,12 @@ import path from 'node:path';
 
 const SEARCH_PAGE = 1000;
 /**
- * Parallel listing (SQL-backed servers): PARALLEL_PAGES pages in flight per experiment, of PARALLEL_PAGE
- * runs, twice as many after every PAGES_PER_SIZE pages (up to SEARCH_PAGE). A page costs the server
- * ~25 ms plus ~2 ms per run (MLflow 3, SQLite): pages of equal, moderate size keep its workers equally
- * busy and the last page short (pages doubling from the first made the last page the longest, alone at
- * the end); the growth keeps the number of requests small for long experiments. At most
- * PARALLEL_PAGES - 1 pages are asked past the end (a fixed cost each).
+ * Parallel listing (SQL-backed servers): a first page of PARALLEL_PAGE runs per experiment, then
+ * PARALLEL_PAGES pages in flight, of PARALLEL_PAGE runs, twice as many after every PAGES_PER_SIZE pages
+ * (up to SEARCH_PAGE). A page costs the server ~25 ms plus ~2 ms per run (MLflow 3, SQLite): pages of
+ * equal, moderate size keep its workers equally busy and the last page short (pages doubling from the
+ * first made the last page the longest, alone at the end); the growth keeps the number of requests
+ * small for long experiments. At most PARALLEL_PAGES - 1 pages are asked past the end (a fixed cost each).
  */
 const PARALLEL_PAGE = 100;
 const PARALLEL_PAGES = 3;
@@ -189,7 +189,6 @@ export class RestReader implements MlflowReader {
   /** Runs per prefetch window: as many as one bulk request takes, fewer when histories are long. */
   private windowRuns = BULK_RUNS;
   private sqlBackedAnswer: Promise<boolean> | undefined;
-  private offsetTokensAnswer: Promise<boolean> | undefined;
   private closed = false;
 
   constructor(
@@ -209,6 +208,8 @@ export class RestReader implements MlflowReader {
   }
 
   async *experiments(options: { includeDeleted: boolean }): AsyncGenerator<Experiment> {
+    // Asked now, so the answer is there when the runs are listed.
+    void this.sqlBacked();
     let token: string | undefined;
     do {
       const page = await this.client.json('POST', '/api/2.0/mlflow/experiments/search', {
@@ -235,8 +236,8 @@ export class RestReader implements MlflowReader {
 
   async *runs(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
     const seen = new Set<string>();
-    const parallel = await this.parallelListing(experimentIds, query);
-    const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, parallel)[Symbol.asyncIterator]());
+    const sqlBacked = experimentIds.length > 0 && (await this.sqlBacked());
+    const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, sqlBacked)[Symbol.asyncIterator]());
     for await (const page of inOrderWithLookahead(sources, EXPERIMENT_LOOKAHEAD)) {
       // The whole page goes into the plan first: a caller that reads history while listing gets it prefetched for the page.
       const infos: RunInfo[] = [];
@@ -272,53 +273,59 @@ export class RestReader implements MlflowReader {
   }
 
   /**
-   * Whether the pages of a listing may be requested at once, by offset: the server says (server-info,
-   * MLflow ≥ 3) that it is SQL-backed, where a page costs the runs it returns (a FileStore-backed server
-   * reads the whole experiment for every page, so parallel pages would multiply its work), and its page
-   * token after one run is MLflow's offset token (so a token for any offset means what it says).
+   * Whether the server says (server-info, MLflow ≥ 3) that it is SQL-backed, where a page of runs costs
+   * the runs it returns: there, pages may be requested at once (experimentRuns). A FileStore-backed
+   * server reads the whole experiment for every page, so parallel pages would multiply its work.
    */
-  private async parallelListing(experimentIds: readonly string[], query: RunQuery): Promise<boolean> {
-    if (experimentIds.length === 0) return false;
+  private sqlBacked(): Promise<boolean> {
     this.sqlBackedAnswer ??= this.client
       .json('GET', '/api/3.0/mlflow/server-info')
       .then((info) => info['store_type'] === 'SqlStore')
       .catch(() => false);
-    this.offsetTokensAnswer ??= this.client
-      .json('POST', '/api/2.0/mlflow/runs/search', {
-        experiment_ids: experimentIds,
-        run_view_type: query.includeDeleted ? 'ALL' : 'ACTIVE_ONLY',
-        max_results: 1,
-        order_by: ['attributes.start_time ASC'],
-      })
-      .then((page) => page['next_page_token'] === offsetToken(1))
-      .catch(() => false);
-    const [sqlBacked, offsetTokens] = await Promise.all([this.sqlBackedAnswer, this.offsetTokensAnswer]);
-    // An answer of "no offset token" may only mean that there is at most one run: ask again next time.
-    if (!offsetTokens) this.offsetTokensAnswer = undefined;
-    return sqlBacked && offsetTokens;
+    return this.sqlBackedAnswer;
   }
 
   /**
    * The runs of one experiment by start_time ascending, in pages: plain paging with the server's tokens,
-   * or (parallel) pages requested a few at once with tokens for their offsets, which are the very pages
-   * sequential paging gets (same runs, same order), yielded in order until one says it is the last.
+   * or, on a SQL-backed server, a first page of PARALLEL_PAGE runs and then, when its page token is
+   * MLflow's offset token (so a token for any offset means what it says), pages requested a few at once
+   * with tokens for their offsets: the very pages sequential paging gets (same runs, same order), yielded
+   * in order until one says it is the last. The first page's token is the test, so no request is spent
+   * on probing, and an experiment of at most PARALLEL_PAGE runs costs one request.
    */
-  private async *experimentRuns(experimentId: string, query: RunQuery, parallel: boolean): AsyncGenerator<Json[]> {
-    if (!parallel) {
-      let token: string | undefined;
-      // duckvisor: allow no-progress-in-loop -- a reader's page loop: the extractor consuming this generator reports progress per run
-      do {
-        const page = await this.searchRuns(experimentId, query, { max: SEARCH_PAGE, token });
-        if (page.runs.length > 0) yield page.runs;
-        token = page.next;
-      } while (token !== undefined);
-      return;
+  private async *experimentRuns(experimentId: string, query: RunQuery, sqlBacked: boolean): AsyncGenerator<Json[]> {
+    let token: string | undefined;
+    if (sqlBacked) {
+      const firstPage = await this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      if (firstPage.next !== undefined && firstPage.next === offsetToken(PARALLEL_PAGE)) {
+        // The next pages are requested before the first is handed over (its consumer may take a while).
+        const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE);
+        if (firstPage.runs.length > 0) yield firstPage.runs;
+        yield* rest;
+        return;
+      }
+      if (firstPage.runs.length > 0) yield firstPage.runs;
+      if (firstPage.next === undefined) return;
+      token = firstPage.next;
     }
+    // duckvisor: allow no-progress-in-loop -- a reader's page loop: the extractor consuming this generator reports progress per run
+    do {
+      const page = await this.searchRuns(experimentId, query, { max: SEARCH_PAGE, token });
+      if (page.runs.length > 0) yield page.runs;
+      token = page.next;
+    } while (token !== undefined);
+  }
+
+  /**
+   * Pages of one experiment from `start` on, requested a few at once with offset tokens (see
+   * experimentRuns); the first requests go out at once, before the pages are iterated.
+   */
+  private offsetPages(experimentId: string, query: RunQuery, start: number): AsyncGenerator<Json[]> {
     // Pages are requested as answers arrive (not as the caller consumes them, which may take a while):
     // PARALLEL_PAGES unanswered at most, and at most PARALLEL_PAGES answered pages waiting to be consumed.
     const requested: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
     let unanswered = 0;
-    let offset = 0;
+    let offset = start;
     let launched = 0;
     /** Set by the first answer that ends the listing: nothing is requested past it any more. */
     let ended = false;
@@ -327,7 +334,7 @@ export class RestReader implements MlflowReader {
       // duckvisor: allow no-progress-in-loop -- launches at most PARALLEL_PAGES requests; the extractor consuming the pages reports progress per run
       while (!ended && !stopped && unanswered < PARALLEL_PAGES && requested.length < 2 * PARALLEL_PAGES) {
         const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
-        const page = this.searchRuns(experimentId, query, { max, token: offset === 0 ? undefined : offsetToken(offset) });
+        const page = this.searchRuns(experimentId, query, { max, token: offsetToken(offset) });
         unanswered++;
         page.then(
           (answer) => {
@@ -343,17 +350,20 @@ export class RestReader implements MlflowReader {
         offset += max;
       }
     };
-    try {
-      for (;;) {
-        fill();
-        const page = await requested.shift()!;
-        if (page.runs.length > 0) yield page.runs;
-        // Where sequential paging would stop; pages requested past it are dropped.
-        if (page.next === undefined) return;
+    fill();
+    return (async function* pages(): AsyncGenerator<Json[]> {
+      try {
+        for (;;) {
+          fill();
+          const page = await requested.shift()!;
+          if (page.runs.length > 0) yield page.runs;
+          // Where sequential paging would stop; pages requested past it are dropped.
+          if (page.next === undefined) return;
+        }
+      } finally {
+        stopped = true;
       }
-    } finally {
-      stopped = true;
-    }
+    })();
   }
 
   private addToPlan(runId: string, data: RunData): void {
