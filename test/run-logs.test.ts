@@ -1,6 +1,6 @@
 // Children write their log file themselves: they outlive a SIGKILLed supervisor and keep printing, and
 // the supervisor (or the one that adopts them) reads progress lines back from the file.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -142,14 +142,20 @@ test('a run appends to an existing log and reads only what it wrote', async (t) 
   t.true(readFileSync(spec.logFile, 'utf8').startsWith(earlier));
 });
 
-test('LogTail: lines in pieces, a truncated file, and a backlog too large to read', (t) => {
+/** A LogTail on a fresh file holding `content`, with the lines it hands on; closed and removed at teardown. */
+function tailOn(t: ExecutionContext, content: string): { file: string; tail: LogTail; lines: string[] } {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const file = path.join(dir, 'tail.log');
-  writeFileSync(file, 'before the tail\n');
+  writeFileSync(file, content);
   const lines: string[] = [];
   const tail = new LogTail(file, (line) => lines.push(line));
   t.teardown(() => tail.close());
+  return { file, tail, lines };
+}
+
+test('LogTail: lines in pieces, a truncated file, and a backlog too large to read', (t) => {
+  const { file, tail, lines } = tailOn(t, 'before the tail\n');
   tail.poll();
   t.deepEqual(lines, [], 'starts at the end by default');
   appendFileSync(file, 'one\ntw');
@@ -186,4 +192,20 @@ test('a run whose log file cannot be opened fails to start with a message naming
   t.is(outcome.state, 'failed');
   t.is(outcome.reason, 'crash');
   t.regex(outcome.detail ?? '', /log file .*blocker\/run\.log/);
+});
+
+test('LogTail: a file truncated below the offset is read again from its start, an empty file from its first byte', (t) => {
+  const { file, tail, lines } = tailOn(t, '');
+  tail.poll();
+  appendFileSync(file, 'first\n');
+  tail.poll();
+  tail.poll();
+  t.deepEqual(lines, ['first'], 'an unchanged file adds nothing');
+  appendFileSync(file, 'second line\nthird line\n');
+  tail.poll();
+  truncateSync(file, 3);
+  tail.poll();
+  appendFileSync(file, '\nafter\n');
+  tail.poll();
+  t.deepEqual(lines, ['first', 'second line', 'third line', 'fir', 'after']);
 });

@@ -3,15 +3,13 @@
 // VmSwap rule re-reads swap at least once a second, and the log tail notices a truncation without fstat.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { appendFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BirthLog, MAX_LOOK_GAP_MS, MAX_PROBED_PIDS } from '../supervisor/births.js';
 import { processGroupPidsCached, processGroupScanAt, processStartTime, readPidCursor } from '../supervisor/proc.js';
 import { GROUP_SCAN_MAX_AGE_MS, ProcessTree } from '../supervisor/sample.js';
-import { LogTail } from '../supervisor/spawn.js';
 import { newSwapReadState, noteSwapWalk, SWAP_FULL_READ_MS, swapReadDue } from '../supervisor/swap-reads.js';
-import { killIfRunning, tempDir } from './helpers/job.js';
+import { killIfRunning } from './helpers/job.js';
 
 function births(log: BirthLog, seen: number): Array<{ pid: number; ppid: number; pgrp: number }> {
   const found: Array<{ pid: number; ppid: number; pgrp: number }> = [];
@@ -129,26 +127,4 @@ test('VmSwap is re-read when the host figure moves, at every tick while the tree
     t.not(caughtAt, null);
     t.true(caughtAt! - crossingAt <= SWAP_FULL_READ_MS, `crossing at ${crossingAt} ms read at ${caughtAt} ms`);
   }
-});
-
-test('LogTail: a file truncated below the offset is read again from its start, an empty file from its first byte', (t) => {
-  const { dir, cleanup } = tempDir();
-  t.teardown(cleanup);
-  const file = path.join(dir, 'tail.log');
-  writeFileSync(file, '');
-  const lines: string[] = [];
-  const tail = new LogTail(file, (line) => lines.push(line));
-  t.teardown(() => tail.close());
-  tail.poll();
-  appendFileSync(file, 'first\n');
-  tail.poll();
-  tail.poll();
-  t.deepEqual(lines, ['first'], 'an unchanged file adds nothing');
-  appendFileSync(file, 'second line\nthird line\n');
-  tail.poll();
-  truncateSync(file, 3);
-  tail.poll();
-  appendFileSync(file, '\nafter\n');
-  tail.poll();
-  t.deepEqual(lines, ['first', 'second line', 'third line', 'fir', 'after']);
 });
