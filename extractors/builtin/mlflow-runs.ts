@@ -10,7 +10,7 @@
 //         latest_metrics(run_id, key, value, step, timestamp)
 //         run_inputs(run_id, dataset_name, dataset_digest, source_type, source, context)
 import { z } from 'zod';
-import { forEachListedRun, mlflowSourceOptions, prepareRunSelection, type StreamingSelection } from '../mlflow/selection.js';
+import { forEachListedRun, mlflowSourceOptions, prepareRunSelection, type PreparedRunSelection } from '../mlflow/selection.js';
 import { defineExtractor } from '../sdk/index.js';
 
 export const mlflowRunsOptions = z.strictObject({ ...mlflowSourceOptions });
@@ -40,7 +40,7 @@ export function runSummarySql(paramKeys: readonly string[], metricKeys: readonly
     .join(' ');
 }
 
-export default defineExtractor<MlflowRunsOptions, Promise<StreamingSelection>>(
+export default defineExtractor<MlflowRunsOptions, Promise<PreparedRunSelection>>(
   'mlflow-runs',
   async (ctx, prepared) => {
     const experimentsTable = ctx.table('experiments', {
@@ -59,7 +59,8 @@ export default defineExtractor<MlflowRunsOptions, Promise<StreamingSelection>>(
     // The source was opened and its listing started by the prepare step, while the staging database was
     // being opened; runs are extracted while the rest are still being listed (the listing is most of a
     // tracking server's wait).
-    const { reader, experiments, listings } = await prepared;
+    const selection = await prepared;
+    const { reader, experiments, listings } = selection;
     const paramKeys = new Set<string>();
     const metricKeys = new Set<string>();
     const readThisAttempt = new Set<string>();
@@ -74,7 +75,7 @@ export default defineExtractor<MlflowRunsOptions, Promise<StreamingSelection>>(
         ctx,
         listings,
         async (run) => {
-          const data = await reader.runData(run);
+          const data = await selection.runData(run);
           runsTable.append([run.runId, run.experimentId, run.runName, run.userId, run.status, run.startTime, run.endTime, run.deletedTime, run.lifecycleStage, run.artifactUri, reader.kind]);
           for (const p of data.params) params.append([run.runId, p.key, p.value]);
           for (const t of data.tags) tags.append([run.runId, t.key, t.value]);

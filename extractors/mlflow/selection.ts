@@ -2,8 +2,9 @@
 // the experiments (by id or name) and the runs to extract, and the per-run unit with on_bad_run.
 import { z } from 'zod';
 import type { ExtractorContext, ExtractorLog } from '../sdk/api.js';
+import { RunDataReadAhead } from './read-ahead.js';
 import { openSource } from './source.js';
-import { MlflowDataError, type Experiment, type MlflowReader, type RunInfo, type RunListing } from './types.js';
+import { MlflowDataError, type Experiment, type MlflowReader, type RunData, type RunInfo, type RunListing } from './types.js';
 
 const experimentRef = z
   .union([z.string().min(1), z.number()])
@@ -107,27 +108,21 @@ export async function openRunSelection(options: MlflowSourceOptions, log: Extrac
   }
 }
 
+/** A selection prepared by prepareRunSelection: its runs' data is read ahead (take it with runData). */
+export interface PreparedRunSelection extends StreamingSelection {
+  runData(run: RunInfo): Promise<RunData>;
+}
+
 /**
  * An extractor's prepare step (sdk/api.ts): the selection with its first run listing already read, so
- * a tracking server is busy with the listing's pages while the staging database is being opened.
+ * a tracking server is busy with the listing's pages while the staging database is being opened, and
+ * the runs' data read ahead whenever the extractor waits (read-ahead.ts).
  */
-export async function prepareRunSelection(options: MlflowSourceOptions, log: ExtractorLog): Promise<StreamingSelection> {
+export async function prepareRunSelection(options: MlflowSourceOptions, log: ExtractorLog): Promise<PreparedRunSelection> {
   const selection = await openRunSelection(options, log);
-  try {
-    const iterator = selection.listings[Symbol.asyncIterator]();
-    const first = await iterator.next();
-    async function* listings(): AsyncGenerator<RunListing> {
-      try {
-        for (let next = first; next.done !== true; next = await iterator.next()) yield next.value;
-      } finally {
-        await iterator.return?.();
-      }
-    }
-    return { ...selection, listings: listings() };
-  } catch (error) {
-    await selection.reader.close();
-    throw error;
-  }
+  const readAhead = new RunDataReadAhead(selection.reader, selection.listings);
+  await readAhead.started;
+  return { ...selection, listings: readAhead.listings(), runData: (run) => readAhead.runData(run) };
 }
 
 /**

@@ -1,0 +1,76 @@
+// The read-ahead behind mlflow-runs (extractors/mlflow/read-ahead.ts): listings come in order, each
+// run's data is the reader's (read once), a bad run's error reaches the unit that asks for its data,
+// a listing failure comes after the listings before it, and no more than the limit is read ahead.
+import test from 'ava';
+import { RunDataReadAhead } from '../extractors/mlflow/read-ahead.js';
+import { MlflowDataError, type MlflowReader, type RunData, type RunInfo, type RunListing } from '../extractors/mlflow/types.js';
+
+function run(index: number): RunInfo {
+  return {
+    runId: `run-${index}`, experimentId: '1', runName: null, userId: null, status: 'FINISHED', startTime: index, endTime: null, deletedTime: null,
+    lifecycleStage: 'active', artifactUri: null,
+  };
+}
+
+/** A reader whose runData counts its calls; run 3's data is bad. */
+function fakeReader(): { reader: MlflowReader; reads: string[] } {
+  const reads: string[] = [];
+  const reader = {
+    runData: async (info: RunInfo): Promise<RunData> => {
+      reads.push(info.runId);
+      if (info.runId === 'run-3') throw new MlflowDataError(info.runId, 'params/x', 'unreadable file (EACCES)');
+      return { params: [{ key: 'p', value: info.runId }], tags: [], latestMetrics: [], inputs: [] };
+    },
+  } as unknown as MlflowReader;
+  return { reader, reads };
+}
+
+async function* listingsOf(count: number, failAfter?: number): AsyncGenerator<RunListing> {
+  for (let index = 0; index < count; index++) {
+    if (index === failAfter) throw new Error('the listing failed');
+    yield { ok: true, run: run(index) };
+  }
+}
+
+test('listings in order, each run read once, a bad run failing where its data is asked for', async (t) => {
+  const { reader, reads } = fakeReader();
+  const ahead = new RunDataReadAhead(reader, listingsOf(200), 8);
+  await ahead.started;
+  const seen: string[] = [];
+  for await (const listing of ahead.listings()) {
+    if (!listing.ok) continue;
+    seen.push(listing.run.runId);
+    if (listing.run.runId === 'run-3') {
+      await t.throwsAsync(() => ahead.runData(listing.run), { instanceOf: MlflowDataError });
+      continue;
+    }
+    t.is((await ahead.runData(listing.run)).params[0]?.value, listing.run.runId);
+    t.true(reads.length <= seen.length + 8 + 1, `read ${reads.length} with ${seen.length} taken: at most the limit ahead`);
+  }
+  t.deepEqual(seen, Array.from({ length: 200 }, (_, index) => `run-${index}`));
+  t.deepEqual(reads, seen, 'every run read once, in order');
+});
+
+test('a listing failure comes after the listings before it', async (t) => {
+  const { reader } = fakeReader();
+  const ahead = new RunDataReadAhead(reader, listingsOf(50, 20), 4);
+  const seen: string[] = [];
+  await t.throwsAsync(
+    async () => {
+      for await (const listing of ahead.listings()) if (listing.ok) seen.push(listing.run.runId);
+    },
+    { message: 'the listing failed' },
+  );
+  t.is(seen.length, 20);
+});
+
+test('a consumer that stops early stops the reading', async (t) => {
+  const { reader, reads } = fakeReader();
+  const ahead = new RunDataReadAhead(reader, listingsOf(1000), 16);
+  let taken = 0;
+  for await (const listing of ahead.listings()) {
+    if (listing.ok && ++taken === 10) break;
+  }
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.true(reads.length <= 10 + 16 + 1, `${reads.length} runs read for 10 taken`);
+});
