@@ -49,6 +49,7 @@ test('listings in order, each run read once, a bad run failing where its data is
   }
   t.deepEqual(seen, Array.from({ length: 200 }, (_, index) => `run-${index}`));
   t.deepEqual(reads, seen, 'every run read once, in order');
+  t.is(ahead.total, 200);
 });
 
 test('a listing failure comes after the listings before it', async (t) => {
@@ -62,6 +63,19 @@ test('a listing failure comes after the listings before it', async (t) => {
     { message: 'the listing failed' },
   );
   t.is(seen.length, 20);
+  t.is(ahead.total, undefined, 'no total for a listing that failed');
+});
+
+test('the listing runs ahead of the consumer (the total is known early); the data does not', async (t) => {
+  const { reader, reads } = fakeReader();
+  const ahead = new RunDataReadAhead(reader, listingsOf(300), 8);
+  for await (const listing of ahead.listings()) {
+    if (!listing.ok) continue;
+    for (let wait = 0; wait < 200 && ahead.total === undefined; wait++) await new Promise((resolve) => setTimeout(resolve, 5));
+    t.is(ahead.total, 300, 'listed to the end while the first run is handled');
+    t.true(reads.length <= 1 + 8 + 1, `${reads.length} runs read ahead of the first`);
+    break;
+  }
 });
 
 test('a consumer that stops early stops the reading', async (t) => {

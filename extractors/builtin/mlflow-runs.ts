@@ -86,6 +86,7 @@ export default defineExtractor<MlflowRunsOptions, Promise<PreparedRunSelection>>
           readThisAttempt.add(run.runId);
         },
         1,
+        selection.total,
       );
       ctx.expect({ units: runs.length + 1 });
       // Runs committed by an earlier attempt still contribute their keys to the view's columns.

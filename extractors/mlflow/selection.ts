@@ -111,6 +111,8 @@ export async function openRunSelection(options: MlflowSourceOptions, log: Extrac
 /** A selection prepared by prepareRunSelection: its runs' data is read ahead (take it with runData). */
 export interface PreparedRunSelection extends StreamingSelection {
   runData(run: RunInfo): Promise<RunData>;
+  /** The number of runs, once the listing (which runs ahead of the extraction) has ended. */
+  total(): number | undefined;
 }
 
 /**
@@ -122,7 +124,7 @@ export async function prepareRunSelection(options: MlflowSourceOptions, log: Ext
   const selection = await openRunSelection(options, log);
   const readAhead = new RunDataReadAhead(selection.reader, selection.listings);
   await readAhead.started;
-  return { ...selection, listings: readAhead.listings(), runData: (run) => readAhead.runData(run) };
+  return { ...selection, listings: readAhead.listings(), runData: (run) => readAhead.runData(run), total: () => readAhead.total };
 }
 
 /**
@@ -147,27 +149,34 @@ export async function forEachRun(
 }
 
 /**
- * forEachRun over listings that arrive while runs are extracted: the progress total is unknown (left
- * out) until the listing has ended. Returns the listings seen (ids and attributes only: small), so the
- * caller can set its expectation and revisit runs committed by an earlier attempt.
+ * forEachRun over listings that arrive while runs are extracted: the progress total is left out until
+ * `listed()` knows the number of runs (a listing that runs ahead, see read-ahead.ts) or the listing has
+ * ended. Returns the listings seen (ids and attributes only: small), so the caller can set its
+ * expectation and revisit runs committed by an earlier attempt.
  */
 export async function forEachListedRun(
   ctx: ExtractorContext<MlflowSourceOptions>,
   listings: AsyncIterable<RunListing>,
   work: (run: RunInfo) => Promise<void>,
   extraUnits = 0,
+  listed: () => number | undefined = () => undefined,
 ): Promise<RunListing[]> {
   const seen: RunListing[] = [];
   let done = extraUnits;
-  ctx.progress(done, undefined, 'runs');
+  const total = (): number | undefined => {
+    const runs = listed();
+    return runs === undefined ? undefined : runs + extraUnits;
+  };
+  ctx.progress(done, total(), 'runs');
   for await (const listing of listings) {
     if (ctx.stopRequested) return seen;
     // duckvisor: allow unbounded-accumulation -- run listings (ids and attributes) are what selectRuns holds for every extractor
     seen.push(listing);
     await runOne(ctx, listing, work);
-    ctx.progress(++done, undefined, 'runs');
+    ctx.progress(++done, total(), 'runs');
   }
-  ctx.progress(done, done, 'runs');
+  // The total is known now, if it was not while the runs were extracted.
+  if (total() !== done) ctx.progress(done, done, 'runs');
   return seen;
 }
 
