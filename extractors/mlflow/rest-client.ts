@@ -27,6 +27,14 @@ export interface RestOptions {
 }
 
 const RETRYABLE = new Set([429, 500, 502, 503, 504]);
+/**
+ * Requests on fresh connections start at least this far apart. A server's worker processes (mlflow
+ * server --workers N, uvicorn) take new connections in bursts: the worker that wakes accepts every
+ * connection pending, so pages sent together mostly landed on one worker while the other idled
+ * (2 pages sent at once ran in parallel 3 times in 10); started 5-15 ms apart, the idle worker takes
+ * the next one (7-8 times in 10).
+ */
+const FRESH_CONNECTION_SPACING_MS = 10;
 
 export class RestError extends Error {
   override name = 'RestError';
@@ -117,6 +125,8 @@ export class RestClient {
   private readonly transport: typeof http | typeof https;
   private readonly gate: Gate;
   private closed = false;
+  /** When the next request on a fresh connection may start (performance.now() time). */
+  private nextFreshStart = 0;
 
   constructor(baseUrl: string, options: RestOptions = {}) {
     this.base = baseUrl.replace(/\/+$/, '');
@@ -149,6 +159,7 @@ export class RestClient {
   async json(method: 'GET' | 'POST', path: string, payload?: Record<string, unknown>, options: { freshConnection?: boolean } = {}): Promise<Record<string, unknown>> {
     const { url, body } = this.prepare(method, path, payload);
     const agent = options.freshConnection === true ? this.freshAgent : this.agent;
+    if (agent === this.freshAgent) await this.spaceFreshStart();
     const { status, text } = await this.withRetries(method, url, body, agent, async (answer, deadline) => ({ status: answer.status, text: await readText(answer.response, deadline) }));
     try {
       const parsed: unknown = text.trim() === '' ? {} : parseLenientJson(text);
@@ -157,6 +168,14 @@ export class RestClient {
     } catch (error) {
       throw new RestError(`${method} ${this.base}${path}: the server answered with invalid JSON (${(error as Error).message}): ${JSON.stringify(truncate(text, 200))}`, status, path);
     }
+  }
+
+  /** Waits until this request may start on a fresh connection (FRESH_CONNECTION_SPACING_MS after the one before). */
+  private async spaceFreshStart(): Promise<void> {
+    const now = performance.now();
+    const start = Math.max(now, this.nextFreshStart);
+    this.nextFreshStart = start + FRESH_CONNECTION_SPACING_MS;
+    if (start > now) await sleep(start - now);
   }
 
   /** A streaming response body (artifact downloads); the timeout covers the wait for the headers and any stall of the body. */
