@@ -631,14 +631,45 @@ export class ProcHandle {
   private constructor(
     readonly pid: number,
     private statFd: number,
+    private statmFd: number,
   ) {
     this.mainTid = String(pid);
   }
 
-  /** Opens the process's stat file; null when the process does not exist. */
+  // statm is opened right after stat, not on first use: a caller reads stat through the new handle at
+  // once, and a stat read that succeeds proves the process still held its pid when statm was opened, so
+  // both files are bound to the same process (a later open could land on a recycled pid).
+  /** Opens the process's stat and statm files; null when the process does not exist. */
   static open(pid: number): ProcHandle | null {
     const fd = openOrNegative(`/proc/${pid}/stat`);
-    return fd < 0 ? null : new ProcHandle(pid, fd);
+    return fd < 0 ? null : new ProcHandle(pid, fd, openOrNegative(`/proc/${pid}/statm`));
+  }
+
+  /**
+   * Resident pages from statm (the same counter as stat's rss field), or -1 once the process is gone.
+   * statm prints seven numbers; stat formats some fifty and sums the CPU time of every thread, which made
+   * it most of the sampler's cost for 50 idle multi-threaded children.
+   */
+  residentPages(): number {
+    if (this.statmFd < 0) return -1;
+    let n: number;
+    try {
+      n = readSync(this.statmFd, readBuffer, 0, 128, 0);
+    } catch {
+      return -1;
+    }
+    let i = 0;
+    while (i < n && readBuffer[i] !== CHAR_SPACE) i++;
+    i++;
+    let pages = 0;
+    let digits = 0;
+    for (; i < n; i++) {
+      const c = readBuffer[i]!;
+      if (c < CHAR_ZERO || c > CHAR_NINE) break;
+      pages = pages * 10 + (c - CHAR_ZERO);
+      digits++;
+    }
+    return digits > 0 ? pages : -1;
   }
 
   /** Current stat; null once the process is gone (reaped). */
@@ -769,6 +800,8 @@ export class ProcHandle {
   close(): void {
     closeQuietly(this.statFd);
     this.statFd = -1;
+    closeQuietly(this.statmFd);
+    this.statmFd = -1;
     closeQuietly(this.statusFd);
     this.statusFd = -1;
     for (const fd of this.taskFds) closeQuietly(fd);

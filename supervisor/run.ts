@@ -136,6 +136,9 @@ class Run implements SamplingTarget {
 
   private watch(pid: number, startTime: string): void {
     this.tree = new ProcessTree(pid, startTime);
+    // The thrash rule reads the fault rate of every sample in its window: fault counts at every tick then.
+    const { limits, thrash_window } = this.spec.job;
+    this.tree.exactEveryTick = limits.majflt_rate !== undefined && limits.majflt_rate > 0 && thrash_window > 0;
     this.sampler = new Sampler(this.tree, this.spec.watchPaths);
     safely(() => this.observer.started(pid, startTime));
     const delay = this.sampleTick();

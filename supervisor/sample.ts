@@ -51,6 +51,13 @@ export const GROUP_SCAN_MAX_AGE_MS = 5000;
  */
 export const GROUP_SCAN_QUIET_MAX_AGE_MS = 60_000;
 
+/**
+ * How often measure() reads every process's full stat (CPU time, faults, state, thread count), ms. The
+ * ticks between read only the resident pages, from statm, unless births into the tree were seen or the
+ * tree must be exact at every tick (a fault-rate limit).
+ */
+export const FULL_STAT_READ_MS = 1000;
+
 /** Most processes per tree whose /proc files are held open; beyond that they are re-opened per read. */
 export const MAX_HANDLES_PER_TREE = 256;
 
@@ -125,6 +132,14 @@ export class ProcessTree {
     // of its parent, which is read through a handle bound to that very process (no recycled-pid mix-up).
     if (pgrp === this.pgid) this.enqueue(pid, FROM_GROUP);
   };
+  /** Read every process's full stat at every measure() (set when a fault-rate limit needs the rate per tick). */
+  exactEveryTick = false;
+  /** When measure() last read every full stat (-Infinity: never). */
+  private lastFullWalkAt = Number.NEGATIVE_INFINITY;
+  /** The birth token at the previous walk: a walk that sees it moved reads full stats. */
+  private birthTokenAtLastWalk = -1;
+  /** Whether the last walk read every process's full stat (a walk with births into the tree always does). */
+  private lastWalkFull = true;
   /** The live members found by the last walk (reused; the first liveCount are valid until the next walk). */
   private readonly live: TrackedProcess[] = [];
   private liveCount = 0;
@@ -181,7 +196,7 @@ export class ProcessTree {
    * shared /proc scan when `groupScanMaxAgeMs` is given, records new members, forgets the gone ones, and
    * leaves the live members in `this.live`. Returns the number of live members.
    */
-  private walk(groupScanMaxAgeMs: number | undefined, now: number): number {
+  private walk(groupScanMaxAgeMs: number | undefined, now: number, allowLight = false): number {
     const walk = ++this.walks;
     // Fresh at every wake-up of the clock (the fastest tick is 50 ms): whether VmSwap is re-read hangs on it.
     const hostSwap = hostSwapUsed(40, now);
@@ -194,6 +209,10 @@ export class ProcessTree {
     this.known.forEach(this.queueRecorded);
     // Before any children file: a process born after the look is found at the next tick.
     const pidCursor = this.readBirths(now);
+    // A birth into the tree may have changed thread counts and states: read everything then.
+    const light = allowLight && pidCursor === this.birthTokenAtLastWalk;
+    this.birthTokenAtLastWalk = pidCursor;
+    this.lastWalkFull = !light;
     if (groupScanMaxAgeMs !== undefined) {
       const quiet = groupScanMaxAgeMs > 0 && this.groupScanWantedSince === null;
       const groupPids = processGroupPidsCached(quiet ? Math.max(groupScanMaxAgeMs, GROUP_SCAN_QUIET_MAX_AGE_MS) : groupScanMaxAgeMs, now).get(this.pgid);
@@ -205,6 +224,18 @@ export class ProcessTree {
       const pid = queue[--this.queueSize]!;
       let proc = this.tracked.get(pid);
       if (proc && proc.walk === walk) continue;
+      if (light && proc && proc.handle && !isDeadState(proc.fields.state)) {
+        // A process this tree already knows (whichever way the walk reached it), read through its own
+        // handle: its resident pages are all a tick between full reads needs; the rest of its fields stay
+        // those of the last full read (a move to another process group is seen there, within a second).
+        const pages = proc.handle.residentPages();
+        if (pages >= 0) {
+          proc.walk = walk;
+          proc.fields.rssPages = pages;
+          treeSwap += this.admit(proc, hostSwap, swapReadAll, now, pidCursor, walk);
+          continue;
+        }
+      }
       const fields = this.scratch;
       // A held handle reads its own process or fails once that process is reaped, never a stranger.
       let handle = proc ? proc.handle : this.openHandle(pid);
@@ -249,29 +280,35 @@ export class ProcessTree {
       this.scratch = proc.fields;
       proc.fields = fields;
       if (isDeadState(fields.state)) continue;
-      if (hostSwap === 0) {
-        proc.swap = 0;
-        proc.swapRead = true;
-      } else if (swapReadAll || !proc.swapRead) {
-        proc.swap = proc.handle ? proc.handle.swap() : (readMemory(pid)?.swap ?? 0);
-        proc.swapRead = true;
-      }
-      treeSwap += proc.swap;
-      if (this.liveCount < live.length) live[this.liveCount] = proc;
-      else live.push(proc);
-      this.liveCount++;
-      const children = this.childPids;
-      children.clear();
-      if (proc.handle) proc.handle.childrenInto(fields.threads, now, children, pidCursor);
-      else for (const child of readChildren(pid, fields.threads)) children.add(child);
-      for (let i = 0; i < children.size; i++) {
-        const child = children.at(i);
-        const known = this.tracked.get(child);
-        if (!known || known.walk !== walk) this.enqueue(child, FROM_PARENT);
-      }
+      treeSwap += this.admit(proc, hostSwap, swapReadAll, now, pidCursor, walk);
     }
     noteSwapWalk(this.swapReads, hostSwap, now, swapReadAll, treeSwap);
     return this.liveCount;
+  }
+
+  /** Counts a live process of this walk: its swap (re-read when due), its place in `live`, its children queued. Returns its swap. */
+  private admit(proc: TrackedProcess, hostSwap: number, swapReadAll: boolean, now: number, pidCursor: number, walk: number): number {
+    if (hostSwap === 0) {
+      proc.swap = 0;
+      proc.swapRead = true;
+    } else if (swapReadAll || !proc.swapRead) {
+      proc.swap = proc.handle ? proc.handle.swap() : (readMemory(proc.pid)?.swap ?? 0);
+      proc.swapRead = true;
+    }
+    const live = this.live;
+    if (this.liveCount < live.length) live[this.liveCount] = proc;
+    else live.push(proc);
+    this.liveCount++;
+    const children = this.childPids;
+    children.clear();
+    if (proc.handle) proc.handle.childrenInto(proc.fields.threads, now, children, pidCursor);
+    else for (const child of readChildren(proc.pid, proc.fields.threads)) children.add(child);
+    for (let i = 0; i < children.size; i++) {
+      const child = children.at(i);
+      const known = this.tracked.get(child);
+      if (!known || known.walk !== walk) this.enqueue(child, FROM_PARENT);
+    }
+    return proc.swap;
   }
 
   /** Reads the births since this tree's last walk; returns the token to hand to childrenInto. */
@@ -300,9 +337,17 @@ export class ProcessTree {
     return this.members();
   }
 
-  /** Walks the tree like collect() and returns the live processes' totals into `into`, creating no objects. */
+  /**
+   * Walks the tree like collect() and returns the live processes' totals into `into`, creating no objects.
+   * Full stats are read once per FULL_STAT_READ_MS (and at every walk that sees births, or with
+   * exactEveryTick); the walks between read resident pages only, so CPU time is up to that old and the
+   * fault count is fresh (into.faultsFresh) only on full walks.
+   */
   measure(groupScanMaxAgeMs: number | undefined, now: number, into: TreeTotals): void {
-    const count = this.walk(groupScanMaxAgeMs, now);
+    const fullDue = this.exactEveryTick || !(now - this.lastFullWalkAt < FULL_STAT_READ_MS && now >= this.lastFullWalkAt);
+    const count = this.walk(groupScanMaxAgeMs, now, !fullDue);
+    const full = this.lastWalkFull;
+    if (full) this.lastFullWalkAt = now;
     let rssPages = 0;
     let swap = 0;
     let cpuTicks = 0;
@@ -313,6 +358,7 @@ export class ProcessTree {
       rssPages += fields.rssPages;
       swap += proc.swap;
       cpuTicks += fields.utime + fields.stime;
+      if (!full) continue;
       if (proc.sampledMajflt >= 0 && fields.majflt > proc.sampledMajflt) newFaults += fields.majflt - proc.sampledMajflt;
       proc.sampledMajflt = fields.majflt;
     }
@@ -321,6 +367,7 @@ export class ProcessTree {
     into.swap = swap;
     into.cpuTicks = cpuTicks;
     into.newFaults = newFaults;
+    into.faultsFresh = full;
   }
 
   /** The live members found by the last walk, as objects (the comm is read now). */
@@ -353,8 +400,10 @@ export interface TreeTotals {
   rss: number;
   swap: number;
   cpuTicks: number;
-  /** Major faults since the previous measure() of the same processes. */
+  /** Major faults since the previous full measure() of the same processes (0 when !faultsFresh). */
   newFaults: number;
+  /** Whether this measure() read the fault counts (a full walk). */
+  faultsFresh: boolean;
 }
 
 interface DiskProbe {
@@ -483,9 +532,11 @@ export interface TreeReading {
 // Per-process fault deltas (not a tree total) so a process that exits does not make the rate negative.
 /** Takes the samples of one run; keeps what the major-fault rate needs between ticks. */
 export class Sampler {
-  private previousAt: number | null = null;
   private ticks = 0;
-  private readonly totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0 };
+  private readonly totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0, faultsFresh: false };
+  /** When the fault counts were last read, and the rate they gave (carried over the walks that do not read them). */
+  private faultsAt: number | null = null;
+  private faultRate = 0;
 
   constructor(
     readonly tree: ProcessTree,
@@ -497,8 +548,11 @@ export class Sampler {
     this.ticks++;
     const totals = this.totals;
     this.tree.measure(GROUP_SCAN_MAX_AGE_MS, now, totals);
-    const elapsedSeconds = this.previousAt === null ? 0 : (now - this.previousAt) / 1000;
-    this.previousAt = now;
+    if (totals.faultsFresh) {
+      const elapsedSeconds = this.faultsAt === null ? 0 : (now - this.faultsAt) / 1000;
+      this.faultRate = elapsedSeconds > 0 ? totals.newFaults / elapsedSeconds : 0;
+      this.faultsAt = now;
+    }
     let diskFree = Number.POSITIVE_INFINITY;
     for (let i = 0; i < this.watchPaths.length; i++) diskFree = Math.min(diskFree, freeBytes(this.watchPaths[i]!, now));
     const sample: Sample = {
@@ -506,7 +560,7 @@ export class Sampler {
       rss: totals.rss,
       swap: totals.swap,
       cpu: totals.cpuTicks / CLOCK_TICKS_PER_SECOND,
-      majflt_rate: elapsedSeconds > 0 ? totals.newFaults / elapsedSeconds : 0,
+      majflt_rate: this.faultRate,
       disk_free: diskFree,
       procs: totals.procs,
     };

@@ -1,13 +1,14 @@
 // The reads the sampler skips on an idle host, and why nothing is missed: the births log names every
 // process born since the last look (a process of a run is found although no full /proc scan is made), the
-// VmSwap rule re-reads swap at least once a second, and the log tail notices a truncation without fstat.
+// VmSwap rule re-reads swap at least once a second, and ticks between full stat reads still read the
+// resident pages (statm).
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BirthLog, MAX_LOOK_GAP_MS, MAX_PROBED_PIDS } from '../supervisor/births.js';
-import { processGroupPidsCached, processGroupScanAt, processStartTime, readPidCursor } from '../supervisor/proc.js';
-import { GROUP_SCAN_MAX_AGE_MS, ProcessTree } from '../supervisor/sample.js';
+import { PAGE_SIZE, processGroupPidsCached, processGroupScanAt, processStartTime, readPidCursor } from '../supervisor/proc.js';
+import { FULL_STAT_READ_MS, GROUP_SCAN_MAX_AGE_MS, ProcessTree, type TreeTotals } from '../supervisor/sample.js';
 import { newSwapReadState, noteSwapWalk, SWAP_FULL_READ_MS, swapReadDue } from '../supervisor/swap-reads.js';
 import { killIfRunning } from './helpers/job.js';
 
@@ -127,4 +128,75 @@ test('VmSwap is re-read when the host figure moves, at every tick while the tree
     t.not(caughtAt, null);
     t.true(caughtAt! - crossingAt <= SWAP_FULL_READ_MS, `crossing at ${crossingAt} ms read at ${caughtAt} ms`);
   }
+});
+
+/** A Python child that touches `mib` more MiB of memory at every line on its stdin and prints 'ok'. */
+function growingChild(): { child: ReturnType<typeof spawn>; grow: (mib: number) => Promise<void> } {
+  const script = [
+    'import sys',
+    'held = []',
+    'for line in sys.stdin:',
+    "    held.append(b'x' * (int(line) << 20))",
+    "    print('ok', flush=True)",
+  ].join('\n');
+  const child = spawn('python3', ['-c', script], { detached: true, stdio: ['pipe', 'pipe', 'ignore'] });
+  const grow = (mib: number) =>
+    new Promise<void>((resolve) => {
+      child.stdout!.once('data', () => resolve());
+      child.stdin!.write(`${mib}\n`);
+    });
+  return { child, grow };
+}
+
+function statRssBytes(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ');
+  return Number(fields[21]) * PAGE_SIZE;
+}
+
+// Serial: the births log is process-wide, and another test's looks with its own clock would make these walks full.
+test.serial('between full stat reads a tick reads the resident pages from statm: RSS growth is seen at once, faults only on full reads', async (t) => {
+  const { child, grow } = growingChild();
+  t.teardown(() => killIfRunning([child.pid!]));
+  await grow(1);
+  const tree = new ProcessTree(child.pid!, processStartTime(child.pid!)!);
+  t.teardown(() => tree.dispose());
+  const totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0, faultsFresh: false };
+  const start = Date.now();
+  tree.measure(GROUP_SCAN_MAX_AGE_MS, start, totals);
+  t.true(totals.faultsFresh, 'the first walk reads full stats');
+  const before = totals.rss;
+  await grow(64);
+  for (let waited = 0; statRssBytes(child.pid!) < before + 60 * 1024 * 1024 && waited < 5000; waited += 20) await sleep(20);
+  tree.measure(GROUP_SCAN_MAX_AGE_MS, start + 250, totals);
+  t.false(totals.faultsFresh, 'a tick 250 ms after a full read reads statm only');
+  t.is(totals.procs, 1);
+  t.true(totals.rss >= before + 60 * 1024 * 1024, `RSS ${totals.rss} seen grown by 64 MiB from ${before}`);
+  t.true(Math.abs(totals.rss - statRssBytes(child.pid!)) < 1024 * 1024, 'statm and stat agree on the resident pages');
+  tree.measure(GROUP_SCAN_MAX_AGE_MS, start + FULL_STAT_READ_MS, totals);
+  t.true(totals.faultsFresh, 'a full read once FULL_STAT_READ_MS has passed');
+
+  const exact = new ProcessTree(child.pid!, processStartTime(child.pid!)!);
+  t.teardown(() => exact.dispose());
+  exact.exactEveryTick = true;
+  exact.measure(GROUP_SCAN_MAX_AGE_MS, start, totals);
+  exact.measure(GROUP_SCAN_MAX_AGE_MS, start + 250, totals);
+  t.true(totals.faultsFresh, 'a tree with a fault-rate limit reads full stats at every tick');
+});
+
+test.serial('a light tick notices that the process is gone', async (t) => {
+  const { child, grow } = growingChild();
+  t.teardown(() => killIfRunning([child.pid!]));
+  await grow(1);
+  const tree = new ProcessTree(child.pid!, processStartTime(child.pid!)!);
+  t.teardown(() => tree.dispose());
+  const totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0, faultsFresh: false };
+  const start = Date.now();
+  tree.measure(GROUP_SCAN_MAX_AGE_MS, start, totals);
+  t.is(totals.procs, 1);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+  tree.measure(GROUP_SCAN_MAX_AGE_MS, start + 250, totals);
+  t.is(totals.procs, 0, 'the reaped process is not counted');
+  t.is(totals.rss, 0);
 });
