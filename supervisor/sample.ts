@@ -58,6 +58,9 @@ export const GROUP_SCAN_QUIET_MAX_AGE_MS = 60_000;
  */
 export const FULL_STAT_READ_MS = 1000;
 
+/** A light tick that finds a process's resident pages moved by more than this (1 MiB) reads its full stat too. */
+const LIGHT_READ_RSS_SLACK_PAGES = Math.ceil((1024 * 1024) / PAGE_SIZE);
+
 /** Most processes per tree whose /proc files are held open; beyond that they are re-opened per read. */
 export const MAX_HANDLES_PER_TREE = 256;
 
@@ -229,7 +232,9 @@ export class ProcessTree {
         // handle: its resident pages are all a tick between full reads needs; the rest of its fields stay
         // those of the last full read (a move to another process group is seen there, within a second).
         const pages = proc.handle.residentPages();
-        if (pages >= 0) {
+        // A process whose memory moves is read in full: its sample may be stored as telling, and should
+        // carry its CPU time of now, not of the last full read.
+        if (pages >= 0 && Math.abs(pages - proc.fields.rssPages) <= LIGHT_READ_RSS_SLACK_PAGES) {
           proc.walk = walk;
           proc.fields.rssPages = pages;
           treeSwap += this.admit(proc, hostSwap, swapReadAll, now, pidCursor, walk);

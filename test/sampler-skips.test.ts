@@ -130,20 +130,20 @@ test('VmSwap is re-read when the host figure moves, at every tick while the tree
   }
 });
 
-/** A Python child that touches `mib` more MiB of memory at every line on its stdin and prints 'ok'. */
+/** A Python child that touches `kib` more KiB of memory at every line on its stdin and prints 'ok'. */
 function growingChild(): { child: ReturnType<typeof spawn>; grow: (mib: number) => Promise<void> } {
   const script = [
     'import sys',
     'held = []',
     'for line in sys.stdin:',
-    "    held.append(b'x' * (int(line) << 20))",
+    "    held.append(b'x' * (int(line) << 10))",
     "    print('ok', flush=True)",
   ].join('\n');
   const child = spawn('python3', ['-c', script], { detached: true, stdio: ['pipe', 'pipe', 'ignore'] });
-  const grow = (mib: number) =>
+  const grow = (kib: number) =>
     new Promise<void>((resolve) => {
       child.stdout!.once('data', () => resolve());
-      child.stdin!.write(`${mib}\n`);
+      child.stdin!.write(`${kib}\n`);
     });
   return { child, grow };
 }
@@ -154,28 +154,44 @@ function statRssBytes(pid: number): number {
 }
 
 // Serial: the births log is process-wide, and another test's looks with its own clock would make these walks full.
-test.serial('between full stat reads a tick reads the resident pages from statm: RSS growth is seen at once, faults only on full reads', async (t) => {
+test.serial('between full stat reads a tick reads the resident pages from statm; a process whose memory moved is read in full', async (t) => {
   const { child, grow } = growingChild();
   t.teardown(() => killIfRunning([child.pid!]));
-  await grow(1);
-  const tree = new ProcessTree(child.pid!, processStartTime(child.pid!)!);
+  await grow(1024);
+  const pid = child.pid!;
+  const tree = new ProcessTree(pid, processStartTime(pid)!);
   t.teardown(() => tree.dispose());
   const totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0, faultsFresh: false };
+  const grownBy = async (kib: number, from: number) => {
+    await grow(kib);
+    for (let waited = 0; statRssBytes(pid) < from + (kib - 64) * 1024 && waited < 5000; waited += 20) await sleep(20);
+  };
   const start = Date.now();
   tree.measure(GROUP_SCAN_MAX_AGE_MS, start, totals);
   t.true(totals.faultsFresh, 'the first walk reads full stats');
-  const before = totals.rss;
-  await grow(64);
-  for (let waited = 0; statRssBytes(child.pid!) < before + 60 * 1024 * 1024 && waited < 5000; waited += 20) await sleep(20);
+  const cpuBefore = totals.cpuTicks;
+
+  // 512 KiB more: within the slack, so the tick reads statm only; the RSS is still the current one.
+  const small = totals.rss;
+  await grownBy(512, small);
   tree.measure(GROUP_SCAN_MAX_AGE_MS, start + 250, totals);
-  t.false(totals.faultsFresh, 'a tick 250 ms after a full read reads statm only');
+  t.false(totals.faultsFresh, 'a tick 250 ms after a full read is a light one');
   t.is(totals.procs, 1);
-  t.true(totals.rss >= before + 60 * 1024 * 1024, `RSS ${totals.rss} seen grown by 64 MiB from ${before}`);
-  t.true(Math.abs(totals.rss - statRssBytes(child.pid!)) < 1024 * 1024, 'statm and stat agree on the resident pages');
+  t.true(totals.rss >= small + 448 * 1024, `RSS ${totals.rss} seen grown by 512 KiB from ${small}`);
+  t.true(Math.abs(totals.rss - statRssBytes(pid)) < 256 * 1024, 'statm and stat agree on the resident pages');
+  t.is(totals.cpuTicks, cpuBefore, 'CPU time stays that of the last full read');
+
+  // 64 MiB more, touched with CPU: the moved process gets its full stat read, CPU time included.
+  const big = totals.rss;
+  await grownBy(64 * 1024, big);
+  tree.measure(GROUP_SCAN_MAX_AGE_MS, start + 500, totals);
+  t.true(totals.rss >= big + 60 * 1024 * 1024, `RSS ${totals.rss} seen grown by 64 MiB from ${big}`);
+  t.true(Math.abs(totals.rss - statRssBytes(pid)) < 256 * 1024);
+
   tree.measure(GROUP_SCAN_MAX_AGE_MS, start + FULL_STAT_READ_MS, totals);
   t.true(totals.faultsFresh, 'a full read once FULL_STAT_READ_MS has passed');
 
-  const exact = new ProcessTree(child.pid!, processStartTime(child.pid!)!);
+  const exact = new ProcessTree(pid, processStartTime(pid)!);
   t.teardown(() => exact.dispose());
   exact.exactEveryTick = true;
   exact.measure(GROUP_SCAN_MAX_AGE_MS, start, totals);
@@ -186,7 +202,7 @@ test.serial('between full stat reads a tick reads the resident pages from statm:
 test.serial('a light tick notices that the process is gone', async (t) => {
   const { child, grow } = growingChild();
   t.teardown(() => killIfRunning([child.pid!]));
-  await grow(1);
+  await grow(1024);
   const tree = new ProcessTree(child.pid!, processStartTime(child.pid!)!);
   t.teardown(() => tree.dispose());
   const totals: TreeTotals = { procs: 0, rss: 0, swap: 0, cpuTicks: 0, newFaults: 0, faultsFresh: false };
