@@ -426,6 +426,18 @@ export function processGroupScanAt(): number {
   return cachedGroupPids ? cachedGroupPids.at : Number.NEGATIVE_INFINITY;
 }
 
+/** The unsigned decimal starting at `at` in the first `length` bytes; -1 when no digit is there. */
+function unsignedAt(bytes: Uint8Array, at: number, length: number): number {
+  let value = 0;
+  let i = at;
+  for (; i < length; i++) {
+    const c = bytes[i]!;
+    if (c < CHAR_ZERO || c > CHAR_NINE) break;
+    value = value * 10 + (c - CHAR_ZERO);
+  }
+  return i === at ? -1 : value;
+}
+
 /** Value in bytes of a "Name:   N kB" line found by `needle` (which starts with '\n') in the first `length` bytes; -1 when absent. */
 function kilobytesInBytes(bytes: Buffer, length: number, needle: Buffer): number {
   const at = bytes.indexOf(needle);
@@ -433,15 +445,8 @@ function kilobytesInBytes(bytes: Buffer, length: number, needle: Buffer): number
   if (at < 0 || at >= length) return -1;
   let i = at + needle.length;
   while (i < length && (bytes[i] === CHAR_SPACE || bytes[i] === 9)) i++;
-  let value = 0;
-  const start = i;
-  while (i < length) {
-    const c = bytes[i]!;
-    if (c < CHAR_ZERO || c > CHAR_NINE) break;
-    value = value * 10 + (c - CHAR_ZERO);
-    i++;
-  }
-  return i === start ? -1 : value * 1024;
+  const kilobytes = unsignedAt(bytes, i, length);
+  return kilobytes < 0 ? -1 : kilobytes * 1024;
 }
 
 const VM_SWAP_NEEDLE = Buffer.from('\nVmSwap:', 'latin1');
@@ -658,18 +663,10 @@ export class ProcHandle {
     } catch {
       return -1;
     }
+    // "size resident shared ...": the second number.
     let i = 0;
     while (i < n && readBuffer[i] !== CHAR_SPACE) i++;
-    i++;
-    let pages = 0;
-    let digits = 0;
-    for (; i < n; i++) {
-      const c = readBuffer[i]!;
-      if (c < CHAR_ZERO || c > CHAR_NINE) break;
-      pages = pages * 10 + (c - CHAR_ZERO);
-      digits++;
-    }
-    return digits > 0 ? pages : -1;
+    return unsignedAt(readBuffer, i + 1, n);
   }
 
   /** Current stat; null once the process is gone (reaped). */

@@ -206,7 +206,6 @@ export class ProcessTree {
     const swapReadAll = swapReadDue(this.swapReads, hostSwap, now);
     let treeSwap = 0;
     const queue = this.queue;
-    const live = this.live;
     this.queueSize = 0;
     this.liveCount = 0;
     this.known.forEach(this.queueRecorded);
