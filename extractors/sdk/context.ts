@@ -2,7 +2,7 @@
 // and the ExtractorContext built on it. Extractors only ever see the ExtractorContext interface.
 import { statSync } from 'node:fs';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
-import { loadDuckDB, type DuckDBInstance } from './duckdb.js';
+import { duckdb, type DuckDBInstance } from './duckdb.js';
 import type { Columns, Expectation, ExtractorContext, ExtractorLog, TableWriter } from './api.js';
 import type { Channel } from './channel.js';
 import { activeUnitKey, UnitLedger, type UnitStaging } from './checkpoint.js';
@@ -55,10 +55,9 @@ export class StagingSession implements UnitStaging {
 
   /** Opens (or creates) the staging file; DuckDB replays a WAL left by a killed attempt here. */
   static async open(path: string, settings: Record<string, string>): Promise<StagingSession> {
-    const duckdb = loadDuckDB();
     let instance: DuckDBInstance;
     try {
-      instance = await duckdb.DuckDBInstance.create(path, settings);
+      instance = await duckdb().DuckDBInstance.create(path, settings);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new Error(
@@ -287,6 +286,16 @@ export interface ContextState {
   readonly ledger: UnitLedger;
 }
 
+/** The extractor's log lines, sent over its channel (also before its context exists: the prepare step). */
+export function channelLog(channel: Channel): ExtractorLog {
+  return {
+    debug: (msg) => channel.log('debug', msg),
+    info: (msg) => channel.log('info', msg),
+    warn: (msg) => channel.log('warn', msg),
+    error: (msg) => channel.log('error', msg),
+  };
+}
+
 // Why: assembles the ExtractorContext surface (api.ts) from the session, the ledger and the channel.
 export function createContext<Options>(
   options: Options,
@@ -301,12 +310,7 @@ export function createContext<Options>(
     ledger,
   };
   let lastDone = -Infinity;
-  const log: ExtractorLog = {
-    debug: (msg) => channel.log('debug', msg),
-    info: (msg) => channel.log('info', msg),
-    warn: (msg) => channel.log('warn', msg),
-    error: (msg) => channel.log('error', msg),
-  };
+  const log = channelLog(channel);
   const rowsAppended = (): number => session.writers().reduce((sum, table) => sum + table.rowsAppended, 0);
 
   const context: ExtractorContext<Options> = {

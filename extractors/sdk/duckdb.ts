@@ -1,4 +1,4 @@
-// @duckdb/node-api loaded with require(), and only when the staging database is opened (loadDuckDB).
+// @duckdb/node-api loaded with require(), and only when first used (StagingSession.open, normally).
 // Importing the CommonJS package from ESM makes Node pre-parse each of its files for named exports
 // (cjs-module-lexer): ~80 ms of CPU at every extractor start. Loading it takes ~150 ms of the main
 // thread even so; deferring it to StagingSession.open lets an extractor's prepare step (api.ts) start
@@ -12,13 +12,9 @@ export type DuckDBTimestampValue = DuckDB.DuckDBTimestampValue;
 
 let loaded: typeof DuckDB | undefined;
 
-// Why: the SDK's one entry to DuckDB's runtime values (see the file header); idempotent.
-export function loadDuckDB(): typeof DuckDB {
+// Why: the SDK's one entry to DuckDB's runtime values (see the file header).
+/** DuckDB's runtime values, loaded on the first call. */
+export function duckdb(): typeof DuckDB {
   loaded ??= createRequire(import.meta.url)('@duckdb/node-api') as typeof DuckDB;
   return loaded;
-}
-
-/** DuckDB's runtime values (loaded on first use; normally StagingSession.open has loaded them). */
-export function duckdb(): typeof DuckDB {
-  return loaded ?? loadDuckDB();
 }

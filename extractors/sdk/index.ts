@@ -6,7 +6,7 @@ import type { ZodType } from 'zod';
 import type { ExtractorLog, ExtractorMain, ExtractorPrepare } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
-import { createContext, StagingSession } from './context.js';
+import { channelLog, createContext, StagingSession } from './context.js';
 import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_WRITER_MEMORY_BYTES, startHeapTrim, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
@@ -138,16 +138,6 @@ function parseDuckdbMemory(value: unknown): number | undefined {
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
-
-/** The extractor's log before its context exists (for the prepare step). */
-function channelLog(channel: Channel): ExtractorLog {
-  return {
-    debug: (msg) => channel.log('debug', msg),
-    info: (msg) => channel.log('info', msg),
-    warn: (msg) => channel.log('warn', msg),
-    error: (msg) => channel.log('error', msg),
-  };
 }
 
 function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
