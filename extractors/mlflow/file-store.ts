@@ -240,10 +240,12 @@ export function latestInMetricText(text: string, file: string, key: string, runI
     }
     // isLaterMetric (types.ts) on plain numbers: max by (step, timestamp, value), NaN compared as 0.
     let later: boolean;
+    let tie = false;
     if (!found) later = true;
     else if (candidateStep !== step) later = candidateStep > step;
     else if (candidateTimestamp !== timestamp) later = candidateTimestamp > timestamp;
     else {
+      tie = true;
       if (!valueKnown) {
         value = metricValueAt(text, valueStart, valueEnd);
         valueKnown = true;
@@ -253,9 +255,8 @@ export function latestInMetricText(text: string, file: string, key: string, runI
       if (later) value = candidateValue;
     }
     if (later) {
-      if (found && candidateStep === step && candidateTimestamp === timestamp) {
-        // a tie won on its value, parsed above
-      } else {
+      // A tie won on its value, parsed above; any other winner's value is only located, and parsed if it stays latest.
+      if (!tie) {
         valueKnown = false;
         valueStart = first + 1;
         valueEnd = second;
