@@ -97,14 +97,16 @@ tmuxTest('top quits cleanly on Ctrl-C', async (t) => {
   t.teardown(() => killQuietly(daemon.child.pid));
   const session = tmux(`dv-top-${process.pid}-c`);
   t.teardown(() => session.kill());
-  await session.call('new-session', '-d', '-x', '120', '-y', '30', '-s', 'top', topCommand(socket));
-  await session.call('set-option', '-t', 'top', 'remain-on-exit', 'on');
+  // The exit status is printed by the pane's shell, as in the q test: tmux 3.3a sometimes marks the pane
+  // dead (its pty closed) without ever recording the status of a process that did exit.
+  await session.call('new-session', '-d', '-x', '120', '-y', '30', '-s', 'top', `${topCommand(socket)}; echo "top exited with $?"; sleep 60`);
   await waitFor(async () => /walker/.test(await session.capture()), 20_000, 'top to draw');
   await session.call('send-keys', '-t', 'top', 'C-c');
-  await waitFor(async () => (await session.format('#{pane_dead}')) === '1', 10_000, 'top to exit on Ctrl-C');
-  // tmux fills pane_dead_status a moment after pane_dead under load; wait for it, then require exit 0.
-  await waitFor(async () => (await session.format('#{pane_dead_status}#{pane_dead_signal}')) !== '', 5_000, 'tmux to record how top ended');
-  t.is(await session.format('#{pane_dead_status}'), '0');
+  const after = await waitFor(async () => {
+    const text = await session.capture();
+    return /top exited with \d+/.test(text) ? text : null;
+  }, 10_000, 'top to exit on Ctrl-C');
+  t.regex(after, /top exited with 0/);
   t.is(await session.format('#{alternate_on}'), '0');
 });
 
