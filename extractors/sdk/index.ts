@@ -7,7 +7,7 @@ import type { ExtractorLog, ExtractorMain, ExtractorPrepare } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { channelLog, createContext, StagingSession } from './context.js';
-import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_WRITER_MEMORY_BYTES, startHeapTrim, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
+import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_BLOCK_SIZE_BYTES, STAGING_WRITER_MEMORY_BYTES, startHeapTrim, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
@@ -128,7 +128,7 @@ function parseOptions<Options>(extractor: Extractor<Options>, raw: Record<string
   throw new UsageError(`invalid options for extractor '${extractor.name}':\n  - ${issues.join('\n  - ')}`);
 }
 
-/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 16 MiB). */
+/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 8 MiB). */
 function parseDuckdbMemory(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   const bytes = typeof value === 'number' || typeof value === 'string' ? parseSize(value) : undefined;
@@ -169,6 +169,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     databasePath: file,
     memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
     memoryCapBytes: STAGING_WRITER_MEMORY_BYTES,
+    blockSizeBytes: STAGING_BLOCK_SIZE_BYTES,
   });
 
   // The prepare step's slow first reads (a server's listing) run while DuckDB is loaded and the staging

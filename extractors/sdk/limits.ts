@@ -1,7 +1,7 @@
 // DuckDB settings derived from the job's limits, and the extractor's own memory self-check.
 // DuckDB's default memory_limit is ~80% of the machine's RAM, far above any job's RSS limit, so
 // left alone it would drive the child straight into the supervisor's kill. We give DuckDB about
-// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 16 MiB for an
+// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 8 MiB for an
 // extractor's staging database (see STAGING_WRITER_MEMORY_BYTES), and spill to a temp directory
 // next to the staging file.
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -24,15 +24,20 @@ const MIN_DUCKDB_MEMORY_BYTES = 32 * 1024 * 1024;
  * already wrote (DuckDB keeps them loaded after each checkpoint until the limit forces eviction), so
  * RSS would grow with the table. Rows of a large unit beyond it spill to the temp directory.
  *
- * 16 MiB, below the MIN_DUCKDB_MEMORY_BYTES floor of other DuckDB processes: committed rows wait in
- * in-memory row groups until a checkpoint (every 16 MiB of WAL), which a small store never reaches
- * (mlflow-metric-history on the 546-run seed store ends with 17 MiB of them) but a larger one fills to
- * the limit before every checkpoint, and the checkpoint then works at the limit too. Capping it at the
- * small store's level keeps the peak flat: bench/extract metric-history 10× peak RSS 166 → 155 MiB (file
- * store) and 165 → 155 MiB (SQLite store), 1× unchanged (141/144 MiB; the last rows of a 1× run spill to
- * the temp directory instead). 8 MiB is too little: checkpoints fail with "failed to pin block".
+ * Committed rows wait in in-memory row groups until a checkpoint (every 16 MiB of WAL), and a checkpoint
+ * pins a few blocks per column; a small store never fills the limit, a larger one fills it before every
+ * checkpoint. 8 MiB, with the small blocks of STAGING_BLOCK_SIZE_BYTES: mlflow-runs on the 10× SQLite
+ * store peaked at 126 MiB with 16 MiB (256 KiB blocks), 121 MiB with 8 MiB; the 1× store stays at
+ * 108-110 MiB. With 256 KiB blocks 8 MiB is too little: checkpoints fail with "failed to pin block".
  */
-export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
+export const STAGING_WRITER_MEMORY_BYTES = 8 * 1024 * 1024;
+/**
+ * Block size of a new staging database (DuckDB's default_block_size; an existing file keeps its own).
+ * Every column of a table gets whole blocks (an in-memory segment, a checkpoint's pinned buffers), so
+ * with 256 KiB blocks the seven mlflow-runs tables alone needed ~10 MiB of buffers whatever their
+ * size. The warehouse attaches staging files of any block size.
+ */
+export const STAGING_BLOCK_SIZE_BYTES = 16 * 1024;
 /**
  * Configuration of the jemalloc bundled in libduckdb (read once, when the library first allocates,
  * from DUCKDB_JE_MALLOC_CONF). DuckDB's default keeps freed pages for about a second; a writer that
@@ -59,7 +64,7 @@ export function keepYoungGenerationSmall(env: NodeJS.ProcessEnv = process.env): 
 }
 
 /** Old-generation growth (bytes of V8 heap in use above the last trimmed level) that triggers a full GC. */
-export const HEAP_TRIM_GROWTH_BYTES = 8 * 1024 * 1024;
+export const HEAP_TRIM_GROWTH_BYTES = 4 * 1024 * 1024;
 const HEAP_TRIM_INTERVAL_MS = 250;
 
 /**
@@ -68,7 +73,8 @@ const HEAP_TRIM_INTERVAL_MS = 250;
  * at 10× with ~14-17 MiB live. A full GC whenever the heap in use has grown HEAP_TRIM_GROWTH_BYTES since the
  * last one keeps it near the 1× level (heap total 20-27 MiB at 10×; bench/extract mlflow-runs, file store 10×:
  * peak RSS 149 → 139 MiB; metric-history within noise; a full GC of ~15 MiB live takes a few ms). gc() is
- * obtained through --expose-gc at runtime.
+ * obtained through --expose-gc at runtime. 4 MiB rather than 8: ~1-2 MiB less at the peak of a 10× mlflow-runs or
+ * a 1× metric-history run, CPU time the same within noise.
  * `DUCKVISOR_HEAP_TRIM=0` turns it off.
  */
 export function startHeapTrim(env: NodeJS.ProcessEnv = process.env): { stop(): void } {
@@ -97,6 +103,8 @@ export interface DuckDBLimitsInput {
   memoryLimitBytes?: number | undefined;
   /** Upper bound of the derived memory_limit (e.g. STAGING_WRITER_MEMORY_BYTES); ignored when memoryLimitBytes is set. */
   memoryCapBytes?: number | undefined;
+  /** Block size of a database file created by this instance (STAGING_BLOCK_SIZE_BYTES); DuckDB's default when unset. */
+  blockSizeBytes?: number | undefined;
 }
 
 // Why: one place decides DuckDB's memory_limit/threads/temp_directory for every SDK process (extractor and publisher).
@@ -109,6 +117,7 @@ export function duckdbSettings(input: DuckDBLimitsInput): Record<string, string>
     threads: String(threads),
     temp_directory: temporaryDirectoryFor(input.databasePath),
   };
+  if (input.blockSizeBytes !== undefined) settings['default_block_size'] = String(input.blockSizeBytes);
   if (input.memoryLimitBytes !== undefined) {
     settings['memory_limit'] = `${Math.floor(Math.max(MIN_DUCKDB_MEMORY_BYTES, input.memoryLimitBytes) / 1024)}KiB`;
   } else if (input.rssLimitBytes !== undefined || input.memoryCapBytes !== undefined) {
