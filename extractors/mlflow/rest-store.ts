@@ -14,7 +14,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { isDirectory, localPathOf } from './local-files.js';
-import { inOrderWithLookahead } from './lookahead.js';
+import { inOrderWithLookahead, startIteration, type StartedIteration } from './lookahead.js';
 import { RestClient, RestError, type RestOptions } from './rest-client.js';
 import {
   decodeStoredDouble,
@@ -189,6 +189,10 @@ export class RestReader implements MlflowReader {
   /** Runs per prefetch window: as many as one bulk request takes, fewer when histories are long. */
   private windowRuns = BULK_RUNS;
   private sqlBackedAnswer: Promise<boolean> | undefined;
+  /** The experiments listed by startSelection, for the experiments() call that asks for the same. */
+  private startedExperiments: { includeDeleted: boolean; all: Promise<Experiment[]> } | undefined;
+  /** The run listing started by startSelection, for the runs() call that asks for the same runs. */
+  private startedRuns: { key: string; listing: StartedIteration<RunListing> } | undefined;
   private closed = false;
 
   constructor(
@@ -207,7 +211,46 @@ export class RestReader implements MlflowReader {
     }
   }
 
+  /**
+   * Starts what an MLflow extractor asks first (selection.ts openRunSelection: the experiments, then the
+   * runs of the chosen ones) before the extractor and the SDK are loaded: the tracking server works on
+   * the first pages of runs during those ~150 ms instead of waiting for them. experiments() and runs()
+   * hand out what was started when asked for the same; anything else is listed as usual (and the
+   * started listing is stopped). `experiments` are ids or names, resolved as openRunSelection does.
+   */
+  startSelection(options: { includeDeleted: boolean; filter?: string | undefined; experiments?: readonly string[] | undefined }): void {
+    const all = (async () => {
+      const found: Experiment[] = [];
+      // duckvisor: allow no-progress-in-loop, unbounded-accumulation -- the experiments, what openRunSelection holds for every extractor
+      for await (const experiment of this.listExperiments(options)) found.push(experiment);
+      return found;
+    })();
+    all.catch(() => undefined); // the experiments() call that takes it reports the failure
+    this.startedExperiments = { includeDeleted: options.includeDeleted, all };
+    void all.then((found) => {
+      const chosen: string[] = [];
+      for (const ref of options.experiments ?? found.map((e) => e.experimentId)) {
+        const experiment = found.find((e) => e.experimentId === ref) ?? found.find((e) => e.name === ref);
+        if (experiment === undefined) return; // openRunSelection fails on it
+        if (!chosen.includes(experiment.experimentId)) chosen.push(experiment.experimentId);
+      }
+      if (this.closed) return;
+      const query: RunQuery = { includeDeleted: options.includeDeleted, filter: options.filter };
+      this.startedRuns = { key: runsKey(chosen, query), listing: startIteration(this.listRuns(chosen, query)) };
+    }, () => undefined);
+  }
+
   async *experiments(options: { includeDeleted: boolean }): AsyncGenerator<Experiment> {
+    const started = this.startedExperiments;
+    this.startedExperiments = undefined;
+    if (started !== undefined && started.includeDeleted === options.includeDeleted) {
+      yield* await started.all;
+      return;
+    }
+    yield* this.listExperiments(options);
+  }
+
+  private async *listExperiments(options: { includeDeleted: boolean }): AsyncGenerator<Experiment> {
     // Asked now, so the answer is there when the runs are listed.
     void this.sqlBacked();
     let token: string | undefined;
@@ -234,7 +277,15 @@ export class RestReader implements MlflowReader {
     } while (token !== undefined);
   }
 
-  async *runs(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
+  runs(experimentIds: readonly string[], query: RunQuery): AsyncIterable<RunListing> {
+    const started = this.startedRuns;
+    this.startedRuns = undefined;
+    if (started !== undefined && started.key === runsKey(experimentIds, query)) return started.listing.items;
+    started?.listing.stop();
+    return this.listRuns(experimentIds, query);
+  }
+
+  private async *listRuns(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
     const seen = new Set<string>();
     const sqlBacked = experimentIds.length > 0 && (await this.sqlBacked());
     const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, sqlBacked)[Symbol.asyncIterator]());
@@ -593,12 +644,21 @@ export class RestReader implements MlflowReader {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.startedRuns?.listing.stop();
+    this.startedRuns = undefined;
+    this.startedExperiments = undefined;
     this.listed.clear();
     this.plan.length = 0;
     this.planPosition.clear();
     this.windows = [];
     this.client.close();
   }
+}
+
+/** What identifies a run listing: the same experiments in the same order, and the same query. */
+function runsKey(experimentIds: readonly string[], query: RunQuery): string {
+  const filter = query.filter !== undefined && query.filter.trim() !== '' ? query.filter : '';
+  return JSON.stringify([experimentIds, query.includeDeleted, filter]);
 }
 
 /** MLflow's page token for an offset (mlflow/utils/search_utils.py: create_page_token, base64 of json.dumps). */
