@@ -205,7 +205,9 @@ for (const [what, options] of [
     const listed = await listAll(reader);
     await reader.close();
     t.deepEqual(listed.map((run) => run.runId), sequentialOrder(runs));
-    t.is(server.peakSearches, 1);
+    // A SQL-backed server may get one offset page together with the first page (before its token shows what its tokens are).
+    if (options.storeType === 'SqlStore') t.true(server.peakSearches <= 2, `${server.peakSearches} searches at once`);
+    else t.is(server.peakSearches, 1);
     t.true(server.calls.filter((call) => call.route.endsWith('/runs/search')).every((call) => call.maxResults !== undefined));
   });
 }

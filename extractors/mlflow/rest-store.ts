@@ -44,6 +44,8 @@ const SEARCH_PAGE = 1000;
 const PARALLEL_PAGE = 100;
 const PARALLEL_PAGES = 3;
 const PAGES_PER_SIZE = 4;
+/** Offset pages asked together with an experiment's first page, before its token shows they are MLflow's offset pages. */
+const SPECULATIVE_PAGES = 1;
 /** Experiments whose listing is requested while an earlier one is still being yielded. */
 const EXPERIMENT_LOOKAHEAD = 2;
 const HISTORY_PAGE = 25_000;
@@ -341,20 +343,28 @@ export class RestReader implements MlflowReader {
    * or, on a SQL-backed server, a first page of PARALLEL_PAGE runs and then, when its page token is
    * MLflow's offset token (so a token for any offset means what it says), pages requested a few at once
    * with tokens for their offsets: the very pages sequential paging gets (same runs, same order), yielded
-   * in order until one says it is the last. The first page's token is the test, so no request is spent
-   * on probing, and an experiment of at most PARALLEL_PAGE runs costs one request.
+   * in order until one says it is the last. The first page's token is the test; SPECULATIVE_PAGES of the
+   * offset pages are asked together with the first page (the server works on them while this process is
+   * busy loading, instead of idling until the first answer is handled) and dropped if the test fails.
    */
   private async *experimentRuns(experimentId: string, query: RunQuery, sqlBacked: boolean): AsyncGenerator<Json[]> {
     let token: string | undefined;
     if (sqlBacked) {
-      const firstPage = await this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      const first = this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE, first);
+      let firstPage: { runs: Json[]; next: string | undefined };
+      try {
+        firstPage = await first;
+      } catch (error) {
+        rest.stop();
+        throw error;
+      }
       if (firstPage.next !== undefined && firstPage.next === offsetToken(PARALLEL_PAGE)) {
-        // The next pages are requested before the first is handed over (its consumer may take a while).
-        const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE);
         if (firstPage.runs.length > 0) yield firstPage.runs;
-        yield* rest;
+        yield* rest.pages;
         return;
       }
+      rest.stop();
       if (firstPage.runs.length > 0) yield firstPage.runs;
       if (firstPage.next === undefined) return;
       token = firstPage.next;
@@ -369,9 +379,11 @@ export class RestReader implements MlflowReader {
 
   /**
    * Pages of one experiment from `start` on, requested a few at once with offset tokens (see
-   * experimentRuns); the first requests go out at once, before the pages are iterated.
+   * experimentRuns); the first requests go out at once, before the pages are iterated. While `first`
+   * (the page before `start`) is unanswered, SPECULATIVE_PAGES at most; none past a `first` that ends
+   * the listing. `stop` ends the requesting (pages in flight are dropped).
    */
-  private offsetPages(experimentId: string, query: RunQuery, start: number): AsyncGenerator<Json[]> {
+  private offsetPages(experimentId: string, query: RunQuery, start: number, first: Promise<{ next: string | undefined }>): { pages: AsyncGenerator<Json[]>; stop: () => void } {
     // Pages are requested as answers arrive (not as the caller consumes them, which may take a while):
     // PARALLEL_PAGES unanswered at most, and at most PARALLEL_PAGES answered pages waiting to be consumed.
     const requested: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
@@ -381,9 +393,22 @@ export class RestReader implements MlflowReader {
     /** Set by the first answer that ends the listing: nothing is requested past it any more. */
     let ended = false;
     let stopped = false;
+    let confirmed = false;
+    first.then(
+      (answer) => {
+        // Not MLflow's offset token: experimentRuns pages with the server's tokens instead.
+        if (answer.next !== undefined && answer.next !== offsetToken(start)) stopped = true;
+        if (answer.next === undefined) ended = true;
+        confirmed = true;
+        fill();
+      },
+      () => {
+        stopped = true;
+      },
+    );
     const fill = (): void => {
       // duckvisor: allow no-progress-in-loop -- launches at most PARALLEL_PAGES requests; the extractor consuming the pages reports progress per run
-      while (!ended && !stopped && unanswered < PARALLEL_PAGES && requested.length < 2 * PARALLEL_PAGES) {
+      while (!ended && !stopped && unanswered < (confirmed ? PARALLEL_PAGES : SPECULATIVE_PAGES) && requested.length < 2 * PARALLEL_PAGES) {
         const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
         const page = this.searchRuns(experimentId, query, { max, token: offsetToken(offset) });
         unanswered++;
@@ -401,8 +426,10 @@ export class RestReader implements MlflowReader {
         offset += max;
       }
     };
-    fill();
-    return (async function* pages(): AsyncGenerator<Json[]> {
+    // After this turn: the first pages of the experiments started together go out before these (requests
+    // on fresh connections leave one at a time, see rest-client.ts).
+    queueMicrotask(fill);
+    const pages = (async function* pages(): AsyncGenerator<Json[]> {
       try {
         for (;;) {
           fill();
@@ -415,6 +442,12 @@ export class RestReader implements MlflowReader {
         stopped = true;
       }
     })();
+    return {
+      pages,
+      stop: () => {
+        stopped = true;
+      },
+    };
   }
 
   private addToPlan(runId: string, data: RunData): void {
