@@ -12,6 +12,16 @@ export const builtinExtractors: Readonly<Record<string, string>> = {
   'mlflow-artifacts': './builtin/mlflow-artifacts.js',
 };
 
+/**
+ * Built-in extractors with an early start: a module whose `startEarly(env, optionsJson)` run-extractor
+ * calls before it loads the SDK and the extractor, to begin slow reads (a tracking server's listing).
+ */
+export const builtinEarlyStarts: Readonly<Record<string, string>> = {
+  'mlflow-runs': './mlflow/early-start.js',
+  'mlflow-metric-history': './mlflow/early-start.js',
+  'mlflow-artifacts': './mlflow/early-start.js',
+};
+
 // Why: run-extractor accepts either a built-in name or a module path; this answers "is it built in?".
 export function builtinModuleUrl(name: string): URL | undefined {
   const relative = Object.hasOwn(builtinExtractors, name) ? builtinExtractors[name] : undefined;

@@ -5,13 +5,25 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { DUCKDB_ALLOCATOR_CONF } from './sdk/limits.js';
+import { builtinEarlyStarts, builtinExtractors, builtinModuleUrl } from './registry.js';
+import { childEnv } from './sdk/child-env.js';
 import type { Extractor } from './sdk/index.js';
 
+// A built-in extractor's early start (registry.ts) goes first: its slow reads (a tracking server's
+// listing) then run while the rest is loaded. Anything it cannot do is left to the extractor.
+const early = Object.hasOwn(builtinEarlyStarts, process.argv[2] ?? '') ? builtinEarlyStarts[process.argv[2]!] : undefined;
+if (early !== undefined) {
+  try {
+    const { startEarly } = (await import(new URL(early, import.meta.url).href)) as { startEarly: (env: NodeJS.ProcessEnv, options: string | undefined) => Promise<void> };
+    await startEarly(process.env, process.env[childEnv.options]);
+  } catch {
+    // the extractor opens its source itself, and reports what is wrong
+  }
+}
 // DuckDB's allocator reads its configuration from the environment once, so it is set before anything
 // loads @duckdb/node-api (hence the dynamic imports below). An operator's own setting wins.
+const { DUCKDB_ALLOCATOR_CONF } = await import('./sdk/limits.js');
 process.env['DUCKDB_JE_MALLOC_CONF'] ??= DUCKDB_ALLOCATOR_CONF;
-const { builtinExtractors, builtinModuleUrl } = await import('./registry.js');
 const { exitCodes, isExtractor, runExtractor } = await import('./sdk/index.js');
 
 function usage(message: string): never {

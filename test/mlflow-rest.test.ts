@@ -8,10 +8,13 @@ import path from 'node:path';
 import test from 'ava';
 import Database from 'better-sqlite3';
 import { execa } from 'execa';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { RestReader } from '../extractors/mlflow/rest-store.js';
+import { childEnv } from '../extractors/sdk/protocol.js';
 import { openSource } from '../extractors/mlflow/source.js';
-import { projectRoot } from '../supervisor/paths.js';
+import { compiledPath, projectRoot } from '../supervisor/paths.js';
 import { copyFixture, dumpReader, sourceFor } from './helpers/mlflow-fixtures.js';
+import { tempDir } from './helpers/job.js';
 
 const mlflowBin = path.join(projectRoot, '.venv', 'bin', 'mlflow');
 
@@ -21,6 +24,43 @@ async function freePort(): Promise<number> {
   const port = (server.address() as AddressInfo).port;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Runs the mlflow-runs extractor as the supervisor does (a child process) into `staging`. */
+async function extractRuns(options: Record<string, unknown>, staging: string): Promise<{ exitCode: number; output: string }> {
+  const result = await execa('node', [compiledPath('extractors/run-extractor.js'), 'mlflow-runs'], {
+    env: { [childEnv.staging]: staging, [childEnv.options]: JSON.stringify(options), [childEnv.heartbeatTimeout]: '30000' },
+    reject: false,
+    all: true,
+  });
+  return { exitCode: result.exitCode ?? -1, output: result.all ?? '' };
+}
+
+/** Rows of each mlflow-runs table in one staging file and not in the other (both ways), by table. */
+async function stagingDifferences(a: string, b: string): Promise<Record<string, number>> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  try {
+    await connection.run(`ATTACH '${a}' AS a (READ_ONLY)`);
+    await connection.run(`ATTACH '${b}' AS b (READ_ONLY)`);
+    const differences: Record<string, number> = {};
+    for (const table of ['experiments', 'experiment_tags', 'runs', 'params', 'tags', 'latest_metrics', 'run_inputs']) {
+      // source_kind says which reader wrote the row, and the REST API does not return deleted_time: the
+      // columns that differ by design.
+      const columns = table === 'runs' ? '* EXCLUDE (source_kind, deleted_time)' : '*';
+      const reader = await connection.runAndReadAll(
+        `SELECT (SELECT count(*) FROM (SELECT ${columns} FROM a.${table} EXCEPT ALL SELECT ${columns} FROM b.${table})) + ` +
+          `(SELECT count(*) FROM (SELECT ${columns} FROM b.${table} EXCEPT ALL SELECT ${columns} FROM a.${table})), (SELECT count(*) FROM a.${table})`,
+      );
+      const [different, rows] = reader.getRows()[0]!;
+      differences[table] = Number(different);
+      differences[`${table} rows`] = Number(rows);
+    }
+    return differences;
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
 }
 
 /** Rewrites the copied store's absolute artifact paths to where the copy is (what a user does after moving a store). */
@@ -82,6 +122,21 @@ if (!existsSync(mlflowBin)) {
       for (const table of ['experiments', 'runs', 'params', 'tags', 'latest', 'history', 'artifacts', 'bad'] as const) {
         t.deepEqual(fromRest[table], fromSql[table], `${table} (include_deleted ${includeDeleted})`);
       }
+    }
+    // The mlflow-runs extractor (whose tracking-server listing starts before the extractor is loaded)
+    // writes the same tables from the server as from the SQLite file.
+    const work = tempDir();
+    t.teardown(work.cleanup);
+    for (const options of [{ include_deleted: true }, { experiments: ['imputation', '253031330985650090'], filter: "attributes.status = 'FINISHED'" }]) {
+      const fromServer = path.join(work.dir, `rest-${options.include_deleted === true}.duckdb`);
+      const fromFile = path.join(work.dir, `sql-${options.include_deleted === true}.duckdb`);
+      const restRun = await extractRuns({ ...options, source: base }, fromServer);
+      t.is(restRun.exitCode, 0, restRun.output);
+      const sqlRun = await extractRuns({ ...options, source: sourceFor('sqlite', copy.dir) }, fromFile);
+      t.is(sqlRun.exitCode, 0, sqlRun.output);
+      const differences = await stagingDifferences(fromServer, fromFile);
+      t.true(differences['runs rows']! > 0 && differences['params rows']! > 0, JSON.stringify(differences));
+      for (const [table, count] of Object.entries(differences)) if (!table.endsWith(' rows')) t.is(count, 0, `${table}: rows in one staging file only (${JSON.stringify(options)})`);
     }
     // Downloads through the server give the same bytes as the files.
     const rest = new RestReader(base, {});

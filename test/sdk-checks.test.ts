@@ -24,6 +24,19 @@ test('a complete run sends hello, heartbeats, progress and a validated ready', a
   });
 });
 
+test('progress reported faster than every 25 ms is sent spaced: values only grow, and the last one arrives before ready', async (t) => {
+  const staging = path.join(tempDir(t), 'staging.duckdb');
+  const child = spawnExtractor(t, numbersExtractorJs, { staging, options: { units: 300, rowsPerUnit: 1, sleepMs: 0 } });
+  const result = await child.process;
+  t.is(result.exitCode, 0, result.all);
+  const done = child.messages.filter((message) => message['type'] === 'progress').map((message) => Number(message['done']));
+  t.true(done.length < 300, `${done.length} progress messages for 300 units`);
+  t.true(done.every((value, index) => index === 0 || value > done[index - 1]!), JSON.stringify(done));
+  t.is(done.at(-1), 300);
+  const lastProgress = child.messages.findLastIndex((message) => message['type'] === 'progress');
+  t.true(lastProgress >= 0 && lastProgress < child.messages.findIndex((message) => message['type'] === 'ready'));
+});
+
 test('a failed expectation fails the run and lists expected vs actual', async (t) => {
   const staging = path.join(tempDir(t), 'staging.duckdb');
   const child = spawnExtractor(t, numbersExtractorJs, { staging, options: { units: 4, rowsPerUnit: 10, expectUnits: 5, expectRowsPerUnit: 12 } });

@@ -22,3 +22,68 @@ export async function* inOrderWithLookahead<T>(sources: readonly (() => AsyncIte
     for (const entry of started) void entry?.iterator.return?.().catch(() => undefined);
   }
 }
+
+/** An iteration started before its consumer arrives: items are buffered until taken (`stop` ends it unconsumed). */
+export interface StartedIteration<T> {
+  readonly items: AsyncIterable<T>;
+  stop(): void;
+}
+
+// Why: the REST reader starts its listing while the extractor is still being loaded; what the server
+// answers meanwhile is kept (run listings: ids and attributes) and handed to the listing's consumer.
+/** Iterates `source` from now on into a buffer; `items` yields the buffer and then the rest, once. */
+export function startIteration<T>(source: AsyncIterable<T>): StartedIteration<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let buffer: T[] = [];
+  /** Items of `buffer` before this one were handed out. */
+  let head = 0;
+  let ended: { error?: unknown } | undefined;
+  let wake: (() => void) | undefined;
+  let stopped = false;
+  void (async () => {
+    try {
+      for (let next = await iterator.next(); next.done !== true && !stopped; next = await iterator.next()) {
+        // duckvisor: allow unbounded-accumulation -- run listings (ids and attributes) are what selectRuns holds for every extractor
+        buffer.push(next.value);
+        wake?.();
+      }
+      ended = {};
+    } catch (error) {
+      ended = { error };
+    } finally {
+      wake?.();
+      if (stopped) void iterator.return?.().catch(() => undefined);
+    }
+  })();
+  async function* items(): AsyncGenerator<T> {
+    try {
+      for (;;) {
+        if (head < buffer.length) {
+          const item = buffer[head++]!;
+          if (head === buffer.length) {
+            buffer = [];
+            head = 0;
+          }
+          yield item;
+          continue;
+        }
+        if (ended !== undefined) {
+          if ('error' in ended) throw ended.error;
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      stopped = true;
+    }
+  }
+  return {
+    items: items(),
+    stop: () => {
+      stopped = true;
+    },
+  };
+}

@@ -125,8 +125,10 @@ export class RestClient {
   private readonly transport: typeof http | typeof https;
   private readonly gate: Gate;
   private closed = false;
-  /** When the next request on a fresh connection may start (performance.now() time). */
-  private nextFreshStart = 0;
+  /** When the last request on a fresh connection started (performance.now() time). */
+  private lastFreshStart = -Infinity;
+  /** The turn of the last request waiting to start on a fresh connection. */
+  private freshTurns: Promise<void> = Promise.resolve();
 
   constructor(baseUrl: string, options: RestOptions = {}) {
     this.base = baseUrl.replace(/\/+$/, '');
@@ -170,12 +172,19 @@ export class RestClient {
     }
   }
 
-  /** Waits until this request may start on a fresh connection (FRESH_CONNECTION_SPACING_MS after the one before). */
-  private async spaceFreshStart(): Promise<void> {
-    const now = performance.now();
-    const start = Math.max(now, this.nextFreshStart);
-    this.nextFreshStart = start + FRESH_CONNECTION_SPACING_MS;
-    if (start > now) await sleep(start - now);
+  /**
+   * Waits until this request may start on a fresh connection: FRESH_CONNECTION_SPACING_MS after the one
+   * before actually started. Measured when each turn comes, not planned ahead: timers that fire late
+   * (the main thread was busy, e.g. loading modules) would otherwise start their requests together.
+   */
+  private spaceFreshStart(): Promise<void> {
+    const turn = this.freshTurns.then(async () => {
+      const wait = this.lastFreshStart + FRESH_CONNECTION_SPACING_MS - performance.now();
+      if (wait > 0) await sleep(wait);
+      this.lastFreshStart = performance.now();
+    });
+    this.freshTurns = turn;
+    return turn;
   }
 
   /** A streaming response body (artifact downloads); the timeout covers the wait for the headers and any stall of the body. */

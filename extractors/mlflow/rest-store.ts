@@ -14,7 +14,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { isDirectory, localPathOf } from './local-files.js';
-import { inOrderWithLookahead } from './lookahead.js';
+import { inOrderWithLookahead, startIteration, type StartedIteration } from './lookahead.js';
 import { RestClient, RestError, type RestOptions } from './rest-client.js';
 import {
   decodeStoredDouble,
@@ -44,6 +44,8 @@ const SEARCH_PAGE = 1000;
 const PARALLEL_PAGE = 100;
 const PARALLEL_PAGES = 3;
 const PAGES_PER_SIZE = 4;
+/** Offset pages asked together with an experiment's first page, before its token shows they are MLflow's offset pages. */
+const SPECULATIVE_PAGES = 1;
 /** Experiments whose listing is requested while an earlier one is still being yielded. */
 const EXPERIMENT_LOOKAHEAD = 2;
 const HISTORY_PAGE = 25_000;
@@ -189,6 +191,10 @@ export class RestReader implements MlflowReader {
   /** Runs per prefetch window: as many as one bulk request takes, fewer when histories are long. */
   private windowRuns = BULK_RUNS;
   private sqlBackedAnswer: Promise<boolean> | undefined;
+  /** The experiments listed by startSelection, for the experiments() call that asks for the same. */
+  private startedExperiments: { includeDeleted: boolean; all: Promise<Experiment[]> } | undefined;
+  /** The run listing started by startSelection, for the runs() call that asks for the same runs. */
+  private startedRuns: { key: string; listing: StartedIteration<RunListing> } | undefined;
   private closed = false;
 
   constructor(
@@ -207,7 +213,46 @@ export class RestReader implements MlflowReader {
     }
   }
 
+  /**
+   * Starts what an MLflow extractor asks first (selection.ts openRunSelection: the experiments, then the
+   * runs of the chosen ones) before the extractor and the SDK are loaded: the tracking server works on
+   * the first pages of runs during those ~150 ms instead of waiting for them. experiments() and runs()
+   * hand out what was started when asked for the same; anything else is listed as usual (and the
+   * started listing is stopped). `experiments` are ids or names, resolved as openRunSelection does.
+   */
+  startSelection(options: { includeDeleted: boolean; filter?: string | undefined; experiments?: readonly string[] | undefined }): void {
+    const all = (async () => {
+      const found: Experiment[] = [];
+      // duckvisor: allow no-progress-in-loop, unbounded-accumulation -- the experiments, what openRunSelection holds for every extractor
+      for await (const experiment of this.listExperiments(options)) found.push(experiment);
+      return found;
+    })();
+    all.catch(() => undefined); // the experiments() call that takes it reports the failure
+    this.startedExperiments = { includeDeleted: options.includeDeleted, all };
+    void all.then((found) => {
+      const chosen: string[] = [];
+      for (const ref of options.experiments ?? found.map((e) => e.experimentId)) {
+        const experiment = found.find((e) => e.experimentId === ref) ?? found.find((e) => e.name === ref);
+        if (experiment === undefined) return; // openRunSelection fails on it
+        if (!chosen.includes(experiment.experimentId)) chosen.push(experiment.experimentId);
+      }
+      if (this.closed) return;
+      const query: RunQuery = { includeDeleted: options.includeDeleted, filter: options.filter };
+      this.startedRuns = { key: runsKey(chosen, query), listing: startIteration(this.listRuns(chosen, query)) };
+    }, () => undefined);
+  }
+
   async *experiments(options: { includeDeleted: boolean }): AsyncGenerator<Experiment> {
+    const started = this.startedExperiments;
+    this.startedExperiments = undefined;
+    if (started !== undefined && started.includeDeleted === options.includeDeleted) {
+      yield* await started.all;
+      return;
+    }
+    yield* this.listExperiments(options);
+  }
+
+  private async *listExperiments(options: { includeDeleted: boolean }): AsyncGenerator<Experiment> {
     // Asked now, so the answer is there when the runs are listed.
     void this.sqlBacked();
     let token: string | undefined;
@@ -234,7 +279,15 @@ export class RestReader implements MlflowReader {
     } while (token !== undefined);
   }
 
-  async *runs(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
+  runs(experimentIds: readonly string[], query: RunQuery): AsyncIterable<RunListing> {
+    const started = this.startedRuns;
+    this.startedRuns = undefined;
+    if (started !== undefined && started.key === runsKey(experimentIds, query)) return started.listing.items;
+    started?.listing.stop();
+    return this.listRuns(experimentIds, query);
+  }
+
+  private async *listRuns(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
     const seen = new Set<string>();
     const sqlBacked = experimentIds.length > 0 && (await this.sqlBacked());
     const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, sqlBacked)[Symbol.asyncIterator]());
@@ -290,20 +343,28 @@ export class RestReader implements MlflowReader {
    * or, on a SQL-backed server, a first page of PARALLEL_PAGE runs and then, when its page token is
    * MLflow's offset token (so a token for any offset means what it says), pages requested a few at once
    * with tokens for their offsets: the very pages sequential paging gets (same runs, same order), yielded
-   * in order until one says it is the last. The first page's token is the test, so no request is spent
-   * on probing, and an experiment of at most PARALLEL_PAGE runs costs one request.
+   * in order until one says it is the last. The first page's token is the test; SPECULATIVE_PAGES of the
+   * offset pages are asked together with the first page (the server works on them while this process is
+   * busy loading, instead of idling until the first answer is handled) and dropped if the test fails.
    */
   private async *experimentRuns(experimentId: string, query: RunQuery, sqlBacked: boolean): AsyncGenerator<Json[]> {
     let token: string | undefined;
     if (sqlBacked) {
-      const firstPage = await this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      const first = this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE, first);
+      let firstPage: { runs: Json[]; next: string | undefined };
+      try {
+        firstPage = await first;
+      } catch (error) {
+        rest.stop();
+        throw error;
+      }
       if (firstPage.next !== undefined && firstPage.next === offsetToken(PARALLEL_PAGE)) {
-        // The next pages are requested before the first is handed over (its consumer may take a while).
-        const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE);
         if (firstPage.runs.length > 0) yield firstPage.runs;
-        yield* rest;
+        yield* rest.pages;
         return;
       }
+      rest.stop();
       if (firstPage.runs.length > 0) yield firstPage.runs;
       if (firstPage.next === undefined) return;
       token = firstPage.next;
@@ -318,9 +379,11 @@ export class RestReader implements MlflowReader {
 
   /**
    * Pages of one experiment from `start` on, requested a few at once with offset tokens (see
-   * experimentRuns); the first requests go out at once, before the pages are iterated.
+   * experimentRuns); the first requests go out at once, before the pages are iterated. While `first`
+   * (the page before `start`) is unanswered, SPECULATIVE_PAGES at most; none past a `first` that ends
+   * the listing. `stop` ends the requesting (pages in flight are dropped).
    */
-  private offsetPages(experimentId: string, query: RunQuery, start: number): AsyncGenerator<Json[]> {
+  private offsetPages(experimentId: string, query: RunQuery, start: number, first: Promise<{ next: string | undefined }>): { pages: AsyncGenerator<Json[]>; stop: () => void } {
     // Pages are requested as answers arrive (not as the caller consumes them, which may take a while):
     // PARALLEL_PAGES unanswered at most, and at most PARALLEL_PAGES answered pages waiting to be consumed.
     const requested: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
@@ -330,9 +393,22 @@ export class RestReader implements MlflowReader {
     /** Set by the first answer that ends the listing: nothing is requested past it any more. */
     let ended = false;
     let stopped = false;
+    let confirmed = false;
+    first.then(
+      (answer) => {
+        // Not MLflow's offset token: experimentRuns pages with the server's tokens instead.
+        if (answer.next !== undefined && answer.next !== offsetToken(start)) stopped = true;
+        if (answer.next === undefined) ended = true;
+        confirmed = true;
+        fill();
+      },
+      () => {
+        stopped = true;
+      },
+    );
     const fill = (): void => {
       // duckvisor: allow no-progress-in-loop -- launches at most PARALLEL_PAGES requests; the extractor consuming the pages reports progress per run
-      while (!ended && !stopped && unanswered < PARALLEL_PAGES && requested.length < 2 * PARALLEL_PAGES) {
+      while (!ended && !stopped && unanswered < (confirmed ? PARALLEL_PAGES : SPECULATIVE_PAGES) && requested.length < 2 * PARALLEL_PAGES) {
         const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
         const page = this.searchRuns(experimentId, query, { max, token: offsetToken(offset) });
         unanswered++;
@@ -350,8 +426,10 @@ export class RestReader implements MlflowReader {
         offset += max;
       }
     };
-    fill();
-    return (async function* pages(): AsyncGenerator<Json[]> {
+    // After this turn: the first pages of the experiments started together go out before these (requests
+    // on fresh connections leave one at a time, see rest-client.ts).
+    queueMicrotask(fill);
+    const pages = (async function* pages(): AsyncGenerator<Json[]> {
       try {
         for (;;) {
           fill();
@@ -364,6 +442,12 @@ export class RestReader implements MlflowReader {
         stopped = true;
       }
     })();
+    return {
+      pages,
+      stop: () => {
+        stopped = true;
+      },
+    };
   }
 
   private addToPlan(runId: string, data: RunData): void {
@@ -593,12 +677,21 @@ export class RestReader implements MlflowReader {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.startedRuns?.listing.stop();
+    this.startedRuns = undefined;
+    this.startedExperiments = undefined;
     this.listed.clear();
     this.plan.length = 0;
     this.planPosition.clear();
     this.windows = [];
     this.client.close();
   }
+}
+
+/** What identifies a run listing: the same experiments in the same order, and the same query. */
+function runsKey(experimentIds: readonly string[], query: RunQuery): string {
+  const filter = query.filter !== undefined && query.filter.trim() !== '' ? query.filter : '';
+  return JSON.stringify([experimentIds, query.includeDeleted, filter]);
 }
 
 /** MLflow's page token for an offset (mlflow/utils/search_utils.py: create_page_token, base64 of json.dumps). */

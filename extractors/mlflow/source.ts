@@ -24,12 +24,26 @@ export function sqlitePath(uri: string): string {
   return path.resolve(decodeURIComponent(withoutQuery));
 }
 
+/** A tracking-server reader opened before the extractor was loaded (early-start.ts), for the openSource call of its URI. */
+let startedReader: { uri: string; reader: MlflowReader } | undefined;
+
+/** Hands `reader` (already at work on `uri`) to the next openSource of the same URI in this process. */
+export function offerStartedReader(uri: string, reader: MlflowReader): void {
+  startedReader = { uri, reader };
+}
+
 // Why: the one place that maps an `options.source` string to a reader, with errors that list the forms.
 export async function openSource(source: string | undefined, options: SourceOptions = {}): Promise<MlflowReader> {
   const env = options.env ?? process.env;
   const uri = source !== undefined && source.trim() !== '' ? source.trim() : env['MLFLOW_TRACKING_URI'];
   if (uri === undefined || uri.trim() === '') {
     throw new Error('no MLflow source: set options.source (a path to mlruns/, sqlite:///path/mlflow.db or http(s)://server) or MLFLOW_TRACKING_URI');
+  }
+  const started = startedReader;
+  startedReader = undefined;
+  if (started !== undefined) {
+    if (started.uri === uri && options.env === undefined) return started.reader;
+    await started.reader.close();
   }
   if (/^https?:\/\//i.test(uri)) {
     const { RestReader, restOptionsFromEnv } = await import('./rest-store.js');

@@ -40,6 +40,13 @@ export interface ChannelOptions {
 const MIN_BEAT_MS = 10;
 /** Without IPC, progress lines are printed at most this often (the timer prints the latest anyway). */
 const FALLBACK_PRINT_MS = 1000;
+/**
+ * Progress messages go out at most this often; one held back goes out when the spacing is over (or
+ * before any other message). An extractor reporting every unit (mlflow-runs over a tracking server:
+ * ~500 units a second) otherwise costs itself and the supervisor one message per unit, on the cores
+ * the extraction needs; the stall clock does not need more than a few a second.
+ */
+const PROGRESS_SPACING_MS = 25;
 
 // Why: heartbeat_timeout/3 leaves two beats of slack before the supervisor's liveness clock fires.
 export function heartbeatInterval(heartbeatTimeoutMs: number): number {
@@ -56,6 +63,9 @@ export function openChannel(options: ChannelOptions): Channel {
   let lastPrinted = 0;
   let closed = false;
   let lastSend: Promise<void> = Promise.resolve();
+  let lastProgressSent = -Infinity;
+  let heldProgress: ChildMessage | undefined;
+  let progressTimer: NodeJS.Timeout | undefined;
 
   const send = (message: ChildMessage, callback?: (error: Error | null) => void): void => {
     if (closed || !process.connected || !process.send) {
@@ -68,6 +78,17 @@ export function openChannel(options: ChannelOptions): Channel {
         resolve();
       });
     });
+  };
+
+  /** Sends the progress message held back, if any. */
+  const sendHeldProgress = (): void => {
+    if (progressTimer !== undefined) clearTimeout(progressTimer);
+    progressTimer = undefined;
+    const message = heldProgress;
+    heldProgress = undefined;
+    if (message === undefined) return;
+    lastProgressSent = performance.now();
+    send(message);
   };
 
   const printHeartbeat = (): void => {
@@ -117,21 +138,27 @@ export function openChannel(options: ChannelOptions): Channel {
     progress(done, total, unit, rows) {
       lastProgress = { done, total };
       if (supervised) {
-        send({ type: 'progress', done, unit, ...(total === undefined ? {} : { total }), ...(rows === undefined ? {} : { rows }) });
+        heldProgress = { type: 'progress', done, unit, ...(total === undefined ? {} : { total }), ...(rows === undefined ? {} : { rows }) };
+        const wait = lastProgressSent + PROGRESS_SPACING_MS - performance.now();
+        if (wait <= 0) sendHeldProgress();
+        else progressTimer ??= setTimeout(sendHeldProgress, wait);
       } else if (Date.now() - lastPrinted >= FALLBACK_PRINT_MS || (total !== undefined && done >= total)) {
         printHeartbeat();
       }
     },
     log(level, msg) {
       const text = msg.length > 60_000 ? `${msg.slice(0, 60_000)}… (truncated)` : msg;
-      if (supervised) send({ type: 'log', level, msg: text });
-      else process.stderr.write(`[${level}] ${text}\n`);
+      if (supervised) {
+        sendHeldProgress();
+        send({ type: 'log', level, msg: text });
+      } else process.stderr.write(`[${level}] ${text}\n`);
     },
     ready(message) {
       if (!supervised) {
         out.write(`[duckvisor] ready: ${message.rows} rows in ${message.tables.join(', ') || 'no tables'}\n`);
         return Promise.resolve();
       }
+      sendHeldProgress();
       return new Promise((resolve, reject) => {
         send({ type: 'ready', ...message }, (error) => (error ? reject(error) : resolve()));
       });
@@ -142,6 +169,7 @@ export function openChannel(options: ChannelOptions): Channel {
     },
     requestStop,
     drain(timeoutMs = 2000) {
+      sendHeldProgress();
       return new Promise((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
         void lastSend.then(() => {
@@ -151,6 +179,7 @@ export function openChannel(options: ChannelOptions): Channel {
       });
     },
     close() {
+      sendHeldProgress();
       closed = true;
       clearInterval(timer);
       if (supervised) {
