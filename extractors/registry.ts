@@ -6,7 +6,6 @@ export const builtinExtractors: Readonly<Record<string, string>> = {
   curves: './builtin/curves.js',
   top_models: './builtin/top-models.js',
   per_subject: './builtin/per-subject.js',
-  // 'mlflow-runs': './builtin/mlflow-runs.js',
   'mlflow-runs': './builtin/mlflow-runs.js',
   'mlflow-metric-history': './builtin/mlflow-metric-history.js',
   'mlflow-artifacts': './builtin/mlflow-artifacts.js',

@@ -588,9 +588,8 @@ export class Daemon implements ControlTarget {
 
   private buildSpec(job: JobConfig, row: RunRow, paths: { staging_path: string; log_path: string }): RunSpec {
     const argv = job.command ? [...job.command] : [process.execPath, compiledPath('extractors/run-extractor.ts'), job.extractor!];
-    const env = this.childBaseEnv();
-    Object.assign(env, job.env);
-    if (!job.command) Object.assign(env, extractorProcessEnv(env));
+    const inherited = { ...this.childBaseEnv(), ...job.env };
+    const env = job.command ? inherited : extractorProcessEnv(inherited, job.extractor!);
     Object.assign(env, {
       [childEnv.runId]: row.id,
       [childEnv.job]: job.name,

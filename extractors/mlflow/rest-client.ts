@@ -5,10 +5,13 @@
 //
 // node:http with a keep-alive agent rather than fetch: fetch costs ~50 ms to load on its first call and
 // a few ms of CPU per request more, which adds up over thousands of metrics/get-history requests.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import tls from 'node:tls';
+import { EXTRA_CA_CERTS_ENV } from '../sdk/process-env.js';
 
 export interface RestOptions {
   token?: string | undefined;
@@ -112,6 +115,22 @@ interface Answer {
   response: http.IncomingMessage;
 }
 
+/**
+ * Node's own roots plus the certificates a built-in extractor was given in place of NODE_EXTRA_CA_CERTS
+ * (process-env.ts), which Node would otherwise have added at start; undefined when there are none.
+ * An unreadable file is a warning on stderr and the default roots are used, as Node does with NODE_EXTRA_CA_CERTS.
+ */
+function extraCertificateAuthorities(): string[] | undefined {
+  const file = process.env[EXTRA_CA_CERTS_ENV];
+  if (file === undefined || file === '') return undefined;
+  try {
+    return [...tls.rootCertificates, readFileSync(file, 'utf8')];
+  } catch (error) {
+    process.emitWarning(`${EXTRA_CA_CERTS_ENV} (from NODE_EXTRA_CA_CERTS): cannot read ${file} (${error instanceof Error ? error.message : String(error)}); using Node's default certificate authorities`);
+    return undefined;
+  }
+}
+
 // Why: every call of the REST reader goes through one client that owns auth, timeouts, retries and connections.
 export class RestClient {
   readonly base: string;
@@ -143,11 +162,12 @@ export class RestClient {
     this.gate = new Gate(maxInFlight);
     const secure = /^https:/i.test(this.base);
     this.transport = secure ? https : http;
+    const ca = secure ? extraCertificateAuthorities() : undefined;
     this.agent = secure
-      ? new https.Agent({ keepAlive: true, maxSockets: maxInFlight, rejectUnauthorized: !options.insecureTls })
+      ? new https.Agent({ keepAlive: true, maxSockets: maxInFlight, rejectUnauthorized: !options.insecureTls, ...(ca ? { ca } : {}) })
       : new http.Agent({ keepAlive: true, maxSockets: maxInFlight });
     this.freshAgent = secure
-      ? new https.Agent({ keepAlive: false, maxSockets: maxInFlight, rejectUnauthorized: !options.insecureTls })
+      ? new https.Agent({ keepAlive: false, maxSockets: maxInFlight, rejectUnauthorized: !options.insecureTls, ...(ca ? { ca } : {}) })
       : new http.Agent({ keepAlive: false, maxSockets: maxInFlight });
   }
 
