@@ -119,14 +119,16 @@ async function runOurs(scale: number, source: Source, tool: Tool, restBase: stri
     if (artifactFilter !== '') options['filter'] = artifactFilter;
   }
   const env = {
-    ...extractorProcessEnv(process.env),
+    ...extractorProcessEnv(process.env, extractorName(tool)),
     [childEnv.staging]: staging, [childEnv.options]: JSON.stringify(options), [childEnv.heartbeatTimeout]: '60000',
     [childEnv.runId]: `bench-${scale}x-${source}-${tool}`, [childEnv.job]: extractorName(tool), [childEnv.attempt]: '1', [childEnv.protocol]: '1',
   };
-  const command = `${Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ')} node ${path.relative(projectRoot, runExtractorJs)} ${extractorName(tool)}`;
+  const changed = Object.entries(env).filter(([k, v]) => process.env[k] !== v).map(([k, v]) => `${k}='${v}'`);
+  const removed = Object.keys(process.env).filter((k) => !(k in env)).map((k) => `-u ${k}`);
+  const command = `env ${[...removed, ...changed].join(' ')} node ${path.relative(projectRoot, runExtractorJs)} ${extractorName(tool)}`;
   let rows = 0;
   const child = execa(process.execPath, [runExtractorJs, extractorName(tool)], {
-    env, ipc: true, serialization: 'json', detached: true, reject: false, stdout: 'ignore', stderr: 'pipe',
+    env, extendEnv: false, ipc: true, serialization: 'json', detached: true, reject: false, stdout: 'ignore', stderr: 'pipe',
   });
   const watched = await watch(child, oursTimeoutMs, (message) => {
     const m = message as { type?: string; rows?: number };
