@@ -106,5 +106,6 @@ export default defineExtractor<MlflowRunsOptions, Promise<PreparedRunSelection>>
       await reader.close();
     }
   },
-  { optionsSchema: mlflowRunsOptions, prepare: (options, log) => prepareRunSelection(options, log) },
+  // Narrow tables, ~20 rows a run: small DuckDB blocks and buffers keep its memory flat with the store's size.
+  { optionsSchema: mlflowRunsOptions, prepare: (options, log) => prepareRunSelection(options, log), staging: 'small' },
 );

@@ -7,7 +7,7 @@ import type { ExtractorLog, ExtractorMain, ExtractorPrepare } from './api.js';
 import { openChannel, type Channel } from './channel.js';
 import { UnitLedger } from './checkpoint.js';
 import { channelLog, createContext, StagingSession } from './context.js';
-import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, STAGING_BLOCK_SIZE_BYTES, STAGING_WRITER_MEMORY_BYTES, startHeapTrim, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
+import { duckdbSettings, keepYoungGenerationSmall, parseRssLimit, MEMORY_TRACE_ENV, SMALL_STAGING, STAGING_WRITER_MEMORY_BYTES, startHeapTrim, startMemorySelfCheck, startMemoryTrace, type MemorySelfCheck } from './limits.js';
 import { parseSize } from '../../supervisor/units.js';
 import { childEnv } from './protocol.js';
 import { parseBatchRows } from './table.js';
@@ -24,7 +24,12 @@ export interface Extractor<Options = Record<string, unknown>, Prepared = unknown
   main(ctx: Parameters<ExtractorMain<Options, Prepared>>[0], prepared: Prepared): Promise<void>;
   readonly optionsSchema: ZodType<Options> | undefined;
   prepare?(options: Options, log: ExtractorLog): Prepared;
+  /** 'small': narrow tables and few rows per unit, written with small DuckDB blocks and buffers (limits.ts SMALL_STAGING). */
+  readonly staging?: StagingProfile;
 }
+
+/** How an extractor writes its staging database: 'bulk' (the default) or 'small' (see SMALL_STAGING). */
+export type StagingProfile = 'bulk' | 'small';
 
 /** Exit codes of an extractor child. `stopped`: the supervisor asked for a stop; committed units are kept for a resume. */
 // `validation` is EX_DATAERR: the supervisor records such a run as failed/validation and does not
@@ -38,14 +43,15 @@ const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
 export function defineExtractor<Options = Record<string, unknown>, Prepared = undefined>(
   name: string,
   main: ExtractorMain<Options, Prepared>,
-  opts?: { optionsSchema?: ZodType<Options>; prepare?: ExtractorPrepare<Options, Prepared> },
+  opts?: { optionsSchema?: ZodType<Options>; prepare?: ExtractorPrepare<Options, Prepared>; staging?: StagingProfile },
 ): Extractor<Options, Prepared> {
   if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/.test(name)) {
     throw new TypeError(`defineExtractor(name, main): name must be 1-200 letters, digits, '_', '.' or '-' (got ${JSON.stringify(name)})`);
   }
   if (typeof main !== 'function') throw new TypeError(`defineExtractor('${name}', main): main must be an async function (ctx) => {...}`);
   if (opts?.prepare !== undefined && typeof opts.prepare !== 'function') throw new TypeError(`defineExtractor('${name}', main, { prepare }): prepare must be a function (options, log) => …`);
-  const extractor = { name, main, optionsSchema: opts?.optionsSchema, ...(opts?.prepare !== undefined ? { prepare: opts.prepare } : {}) };
+  if (opts?.staging !== undefined && opts.staging !== 'bulk' && opts.staging !== 'small') throw new TypeError(`defineExtractor('${name}', main, { staging }): staging must be 'bulk' or 'small'`);
+  const extractor = { name, main, optionsSchema: opts?.optionsSchema, ...(opts?.prepare !== undefined ? { prepare: opts.prepare } : {}), ...(opts?.staging !== undefined ? { staging: opts.staging } : {}) };
   Object.defineProperty(extractor, extractorBrand, { value: true });
   return Object.freeze(extractor);
 }
@@ -128,7 +134,7 @@ function parseOptions<Options>(extractor: Extractor<Options>, raw: Record<string
   throw new UsageError(`invalid options for extractor '${extractor.name}':\n  - ${issues.join('\n  - ')}`);
 }
 
-/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 8 MiB). */
+/** Job option `duckdb_memory` ("256MiB" or bytes): DuckDB's memory_limit, overriding min(50% of limits.rss, 16 MiB; 8 MiB for staging: 'small'). */
 function parseDuckdbMemory(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   const bytes = typeof value === 'number' || typeof value === 'string' ? parseSize(value) : undefined;
@@ -168,8 +174,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     threads: rawOptions['threads'] as number | undefined,
     databasePath: file,
     memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
-    memoryCapBytes: STAGING_WRITER_MEMORY_BYTES,
-    blockSizeBytes: STAGING_BLOCK_SIZE_BYTES,
+    ...(extractor.staging === 'small' ? { memoryCapBytes: SMALL_STAGING.memoryBytes, blockSizeBytes: SMALL_STAGING.blockSizeBytes } : { memoryCapBytes: STAGING_WRITER_MEMORY_BYTES }),
   });
 
   // The prepare step's slow first reads (a server's listing) run while DuckDB is loaded and the staging

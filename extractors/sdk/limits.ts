@@ -1,7 +1,7 @@
 // DuckDB settings derived from the job's limits, and the extractor's own memory self-check.
 // DuckDB's default memory_limit is ~80% of the machine's RAM, far above any job's RSS limit, so
 // left alone it would drive the child straight into the supervisor's kill. We give DuckDB about
-// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 8 MiB for an
+// half of the job's RSS limit (the rest is for Node's heap and buffers), at most 16 MiB for an
 // extractor's staging database (see STAGING_WRITER_MEMORY_BYTES), and spill to a temp directory
 // next to the staging file.
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -24,20 +24,26 @@ const MIN_DUCKDB_MEMORY_BYTES = 32 * 1024 * 1024;
  * already wrote (DuckDB keeps them loaded after each checkpoint until the limit forces eviction), so
  * RSS would grow with the table. Rows of a large unit beyond it spill to the temp directory.
  *
- * Committed rows wait in in-memory row groups until a checkpoint (every 16 MiB of WAL), and a checkpoint
- * pins a few blocks per column; a small store never fills the limit, a larger one fills it before every
- * checkpoint. 8 MiB, with the small blocks of STAGING_BLOCK_SIZE_BYTES: mlflow-runs on the 10× SQLite
- * store peaked at 126 MiB with 16 MiB (256 KiB blocks), 121 MiB with 8 MiB; the 1× store stays at
- * 108-110 MiB. With 256 KiB blocks 8 MiB is too little: checkpoints fail with "failed to pin block".
+ * 16 MiB, below the MIN_DUCKDB_MEMORY_BYTES floor of other DuckDB processes: committed rows wait in
+ * in-memory row groups until a checkpoint (every 16 MiB of WAL), which a small store never reaches
+ * (mlflow-metric-history on the 546-run seed store ends with 17 MiB of them) but a larger one fills to
+ * the limit before every checkpoint, and the checkpoint then works at the limit too. Capping it at the
+ * small store's level keeps the peak flat: bench/extract metric-history 10× peak RSS 166 → 155 MiB (file
+ * store) and 165 → 155 MiB (SQLite store), 1× unchanged (141/144 MiB; the last rows of a 1× run spill to
+ * the temp directory instead). 8 MiB is too little: checkpoints fail with "failed to pin block".
  */
-export const STAGING_WRITER_MEMORY_BYTES = 8 * 1024 * 1024;
+export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
 /**
- * Block size of a new staging database (DuckDB's default_block_size; an existing file keeps its own).
- * Every column of a table gets whole blocks (an in-memory segment, a checkpoint's pinned buffers), so
- * with 256 KiB blocks the seven mlflow-runs tables alone needed ~10 MiB of buffers whatever their
- * size. The warehouse attaches staging files of any block size.
+ * The staging database of an extractor that declares `staging: 'small'` (narrow tables, tens of rows
+ * per unit: mlflow-runs). DuckDB gives every column of a table whole blocks (an in-memory segment, a
+ * checkpoint's pinned buffers): with 256 KiB blocks the seven mlflow-runs tables needed ~10 MiB of
+ * buffers whatever their size, and 16 MiB filled on a large store while a small one never got there.
+ * 16 KiB blocks (default_block_size of a new file; an existing file keeps its own, and the warehouse
+ * attaches either) let an 8 MiB limit hold: mlflow-runs on the 10× SQLite store peaked at 130 MiB
+ * before, 123 MiB now, the 1× stores unchanged (107-111 MiB). A bulk writer must not use it: the
+ * 10× metric-history spilled and re-read its rows, 2.7× the CPU time.
  */
-export const STAGING_BLOCK_SIZE_BYTES = 16 * 1024;
+export const SMALL_STAGING = { memoryBytes: 8 * 1024 * 1024, blockSizeBytes: 16 * 1024 } as const;
 /**
  * Configuration of the jemalloc bundled in libduckdb (read once, when the library first allocates,
  * from DUCKDB_JE_MALLOC_CONF). DuckDB's default keeps freed pages for about a second; a writer that
