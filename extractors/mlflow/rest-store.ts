@@ -549,9 +549,11 @@ export class RestReader implements MlflowReader {
   /** Fetches a window's history, key by key (a few keys at once), until its points budget is used. */
   private async fillWindow(window: HistoryWindow): Promise<void> {
     const runsByKey = new Map<string, string[]>();
+    // duckvisor: allow no-progress-in-loop -- groups one window's runs by metric key; the extractor consuming the histories reports progress per run
     for (const planned of this.plan.slice(window.first, window.end)) {
       for (const key of planned.keys) {
         const runIds = runsByKey.get(key);
+        // duckvisor: allow unbounded-accumulation -- one window's runs (at most windowRuns) by key, built anew for every window
         if (runIds === undefined) runsByKey.set(key, [planned.runId]);
         else runIds.push(planned.runId);
       }
