@@ -351,20 +351,14 @@ export class RestReader implements MlflowReader {
     let token: string | undefined;
     if (sqlBacked) {
       const first = this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      // Its requests stop by themselves unless the first page's token is the offset token tested below.
       const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE, first);
-      let firstPage: { runs: Json[]; next: string | undefined };
-      try {
-        firstPage = await first;
-      } catch (error) {
-        rest.stop();
-        throw error;
-      }
+      const firstPage = await first;
       if (firstPage.next !== undefined && firstPage.next === offsetToken(PARALLEL_PAGE)) {
         if (firstPage.runs.length > 0) yield firstPage.runs;
-        yield* rest.pages;
+        yield* rest;
         return;
       }
-      rest.stop();
       if (firstPage.runs.length > 0) yield firstPage.runs;
       if (firstPage.next === undefined) return;
       token = firstPage.next;
@@ -381,9 +375,9 @@ export class RestReader implements MlflowReader {
    * Pages of one experiment from `start` on, requested a few at once with offset tokens (see
    * experimentRuns); the first requests go out at once, before the pages are iterated. While `first`
    * (the page before `start`) is unanswered, SPECULATIVE_PAGES at most; none past a `first` that ends
-   * the listing. `stop` ends the requesting (pages in flight are dropped).
+   * the listing; none at all once `first` failed or its token is not MLflow's offset token.
    */
-  private offsetPages(experimentId: string, query: RunQuery, start: number, first: Promise<{ next: string | undefined }>): { pages: AsyncGenerator<Json[]>; stop: () => void } {
+  private offsetPages(experimentId: string, query: RunQuery, start: number, first: Promise<{ next: string | undefined }>): AsyncGenerator<Json[]> {
     // Pages are requested as answers arrive (not as the caller consumes them, which may take a while):
     // PARALLEL_PAGES unanswered at most, and at most PARALLEL_PAGES answered pages waiting to be consumed.
     const requested: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
@@ -429,7 +423,7 @@ export class RestReader implements MlflowReader {
     // After this turn: the first pages of the experiments started together go out before these (requests
     // on fresh connections leave one at a time, see rest-client.ts).
     queueMicrotask(fill);
-    const pages = (async function* pages(): AsyncGenerator<Json[]> {
+    return (async function* pages(): AsyncGenerator<Json[]> {
       try {
         for (;;) {
           fill();
@@ -442,12 +436,6 @@ export class RestReader implements MlflowReader {
         stopped = true;
       }
     })();
-    return {
-      pages,
-      stop: () => {
-        stopped = true;
-      },
-    };
   }
 
   private addToPlan(runId: string, data: RunData): void {
