@@ -13,6 +13,7 @@
 // is decoded to ±Infinity like the SQL reader.
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { chooseExperiments } from './experiment-choice.js';
 import { isDirectory, localPathOf } from './local-files.js';
 import { inOrderWithLookahead, startIteration, type StartedIteration } from './lookahead.js';
 import { RestClient, RestError, type RestOptions } from './rest-client.js';
@@ -230,13 +231,9 @@ export class RestReader implements MlflowReader {
     all.catch(() => undefined); // the experiments() call that takes it reports the failure
     this.startedExperiments = { includeDeleted: options.includeDeleted, all };
     void all.then((found) => {
-      const chosen: string[] = [];
-      for (const ref of options.experiments ?? found.map((e) => e.experimentId)) {
-        const experiment = found.find((e) => e.experimentId === ref) ?? found.find((e) => e.name === ref);
-        if (experiment === undefined) return; // openRunSelection fails on it
-        if (!chosen.includes(experiment.experimentId)) chosen.push(experiment.experimentId);
-      }
-      if (this.closed) return;
+      const choice = chooseExperiments(found, options.experiments);
+      if ('missing' in choice || this.closed) return; // openRunSelection fails on a missing one
+      const chosen = choice.chosen.map((e) => e.experimentId);
       const query: RunQuery = { includeDeleted: options.includeDeleted, filter: options.filter };
       this.startedRuns = { key: runsKey(chosen, query), listing: startIteration(this.listRuns(chosen, query)) };
     }, () => undefined);

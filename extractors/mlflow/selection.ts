@@ -2,6 +2,7 @@
 // the experiments (by id or name) and the runs to extract, and the per-run unit with on_bad_run.
 import { z } from 'zod';
 import type { ExtractorContext, ExtractorLog } from '../sdk/api.js';
+import { chooseExperiments } from './experiment-choice.js';
 import { RunDataReadAhead } from './read-ahead.js';
 import { openSource } from './source.js';
 import { MlflowDataError, type Experiment, type MlflowReader, type RunData, type RunInfo, type RunListing } from './types.js';
@@ -80,18 +81,12 @@ export async function openRunSelection(options: MlflowSourceOptions, log: Extrac
   try {
     const all: Experiment[] = [];
     for await (const experiment of reader.experiments({ includeDeleted: options.include_deleted })) all.push(experiment);
-    let experiments = all;
-    if (options.experiments !== undefined) {
-      experiments = [];
-      for (const ref of options.experiments) {
-        const found = all.find((e) => e.experimentId === ref) ?? all.find((e) => e.name === ref);
-        if (found === undefined) {
-          const known = all.map((e) => `${e.experimentId} (${e.name})`).join(', ') || 'none';
-          throw new Error(`options.experiments: no ${options.include_deleted ? '' : 'active '}experiment with id or name ${JSON.stringify(ref)} in ${reader.location}; found: ${known}`);
-        }
-        if (!experiments.includes(found)) experiments.push(found);
-      }
+    const choice = chooseExperiments(all, options.experiments);
+    if ('missing' in choice) {
+      const known = all.map((e) => `${e.experimentId} (${e.name})`).join(', ') || 'none';
+      throw new Error(`options.experiments: no ${options.include_deleted ? '' : 'active '}experiment with id or name ${JSON.stringify(choice.missing)} in ${reader.location}; found: ${known}`);
     }
+    const experiments = choice.chosen;
     const experimentIds = experiments.map((e) => e.experimentId);
     async function* listings(): AsyncGenerator<RunListing> {
       let count = 0;
