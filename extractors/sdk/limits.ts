@@ -109,7 +109,7 @@ export interface DuckDBLimitsInput {
   memoryLimitBytes?: number | undefined;
   /** Upper bound of the derived memory_limit (e.g. STAGING_WRITER_MEMORY_BYTES); ignored when memoryLimitBytes is set. */
   memoryCapBytes?: number | undefined;
-  /** Block size of a database file created by this instance (STAGING_BLOCK_SIZE_BYTES); DuckDB's default when unset. */
+  /** Block size of a database file created by this instance (SMALL_STAGING.blockSizeBytes); DuckDB's default when unset. */
   blockSizeBytes?: number | undefined;
 }
 
