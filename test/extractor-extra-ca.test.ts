@@ -3,18 +3,15 @@
 // same file when it connects to an https tracking server. A user's module keeps the variable. Driven
 // end to end: openssl makes a throwaway CA and a server certificate, an https server plays the tracking
 // server, and mlflow-runs runs as the daemon starts it.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
 import { childEnv } from '../extractors/sdk/child-env.js';
 import { EXTRA_CA_CERTS_ENV, extractorProcessEnv } from '../extractors/sdk/process-env.js';
-import { compiledPath } from '../supervisor/paths.js';
-
-const runExtractorJs = compiledPath('extractors/run-extractor.ts');
+import { runExtractorJs, tempDir } from './sdk-harness.js';
 
 /** A CA and a certificate for 127.0.0.1 signed by it, in `dir`. */
 async function makeCertificates(dir: string): Promise<{ ca: string; key: string; cert: string }> {
@@ -28,7 +25,6 @@ async function makeCertificates(dir: string): Promise<{ ca: string; key: string;
 
 /** An https tracking server with one experiment and one run (what mlflow-runs asks for). */
 async function trackingServer(key: string, cert: string): Promise<{ base: string; close: () => void; requests: string[] }> {
-  const { readFileSync } = await import('node:fs');
   const requests: string[] = [];
   const server = https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (request, response) => {
     requests.push(request.url ?? '');
@@ -73,8 +69,7 @@ test('a built-in extractor starts without NODE_EXTRA_CA_CERTS and gets its path 
 });
 
 test('mlflow-runs reads an https tracking server whose certificate only the NODE_EXTRA_CA_CERTS authority signed', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'dv-extra-ca-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t);
   const { ca, key, cert } = await makeCertificates(dir);
   const server = await trackingServer(key, cert);
   t.teardown(server.close);
