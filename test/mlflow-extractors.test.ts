@@ -116,3 +116,28 @@ test('options are checked: an unknown experiment and an 18-digit id given as a Y
   t.is(lossy.exitCode, 1);
   t.regex(lossy.output, /quote them/);
 });
+
+test('mlflow-runs resumed: runs committed by an earlier attempt still give run_summary their params and metrics columns', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const source = sourceFor('sqlite');
+  const columnsOf = async (file: string): Promise<string[]> => {
+    const [view] = await query(file, "SELECT sql FROM _duckvisor_views WHERE name = 'run_summary'");
+    return (await query(file, `DESCRIBE ${String(view!['sql'])}`)).map((row) => String(row['column_name'])).sort();
+  };
+  const fresh = await runExtractor('mlflow-runs', { source }, path.join(dir, 'fresh.duckdb'));
+  t.is(fresh.exitCode, 0, fresh.output);
+  const all = await columnsOf(path.join(dir, 'fresh.duckdb'));
+
+  // The first attempt commits the imputation runs only; the second finds them committed and extracts the rest.
+  const staging = path.join(dir, 'resumed.duckdb');
+  const first = await runExtractor('mlflow-runs', { source, experiments: ['imputation'] }, staging);
+  t.is(first.exitCode, 0, first.output);
+  const imputationOnly = (await columnsOf(staging)).filter((column) => column.includes('.'));
+  const second = await runExtractor('mlflow-runs', { source }, staging);
+  t.is(second.exitCode, 0, second.output);
+  t.regex(second.output, /resuming: 5 units were committed by earlier attempts/);
+  const resumed = await columnsOf(staging);
+  t.deepEqual(resumed, all, 'the same columns as one attempt over all runs');
+  t.true(imputationOnly.length > 0 && imputationOnly.every((column) => resumed.includes(column)), `the imputation runs' columns are kept: ${imputationOnly.join(', ')}`);
+});

@@ -2,7 +2,7 @@
 // run's data is the reader's (read once), a bad run's error reaches the unit that asks for its data,
 // a listing failure comes after the listings before it, and no more than the limit is read ahead.
 import test from 'ava';
-import { RunDataReadAhead } from '../extractors/mlflow/read-ahead.js';
+import { LISTING_WINDOW, RunDataReadAhead } from '../extractors/mlflow/read-ahead.js';
 import { MlflowDataError, type MlflowReader, type RunData, type RunInfo, type RunListing } from '../extractors/mlflow/types.js';
 
 function run(index: number): RunInfo {
@@ -66,16 +66,42 @@ test('a listing failure comes after the listings before it', async (t) => {
   t.is(ahead.total, undefined, 'no total for a listing that failed');
 });
 
-test('the listing runs ahead of the consumer (the total is known early); the data does not', async (t) => {
+test('the listing runs ahead of the consumer (the total of a store within the window is known early); the data does not', async (t) => {
   const { reader, reads } = fakeReader();
-  const ahead = new RunDataReadAhead(reader, listingsOf(300), 8);
+  const ahead = new RunDataReadAhead(reader, listingsOf(LISTING_WINDOW), 8);
   for await (const listing of ahead.listings()) {
     if (!listing.ok) continue;
     for (let wait = 0; wait < 200 && ahead.total === undefined; wait++) await new Promise((resolve) => setTimeout(resolve, 5));
-    t.is(ahead.total, 300, 'listed to the end while the first run is handled');
+    t.is(ahead.total, LISTING_WINDOW, 'listed to the end while the first run is handled');
     t.true(reads.length <= 1 + 8 + 1, `${reads.length} runs read ahead of the first`);
     break;
   }
+});
+
+test('listings are held at most a window ahead of the consumer, so memory does not grow with the store', async (t) => {
+  const { reader } = fakeReader();
+  let pulled = 0;
+  async function* counted(): AsyncGenerator<RunListing> {
+    for await (const listing of listingsOf(5 * LISTING_WINDOW)) {
+      pulled++;
+      yield listing;
+    }
+  }
+  const ahead = new RunDataReadAhead(reader, counted(), 8);
+  let taken = 0;
+  let mostAhead = 0;
+  for await (const listing of ahead.listings()) {
+    taken++;
+    if (listing.ok) await ahead.runData(listing.run).catch(() => undefined);
+    // Give the listing every chance to run ahead.
+    if (taken % 100 === 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    mostAhead = Math.max(mostAhead, pulled - taken);
+    if (taken < 4 * LISTING_WINDOW) t.is(ahead.total, undefined, `the total is unknown while ${pulled} of ${5 * LISTING_WINDOW} are listed`);
+  }
+  t.is(taken, 5 * LISTING_WINDOW);
+  t.is(ahead.total, 5 * LISTING_WINDOW, 'the total once the listing ended');
+  t.true(mostAhead <= LISTING_WINDOW + 1, `listed at most the window ahead (was ${mostAhead} ahead)`);
+  t.true(mostAhead >= LISTING_WINDOW - 1, `and did run ahead to the window (${mostAhead})`);
 });
 
 test('a consumer that stops early stops the reading', async (t) => {

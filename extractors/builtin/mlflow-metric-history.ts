@@ -8,7 +8,8 @@
 // Table: metric_history(run_id, key, step, timestamp, value)   (NaN/±Infinity preserved)
 import { z } from 'zod';
 import { inOrderWithLookahead } from '../mlflow/lookahead.js';
-import { forEachRun, mlflowSourceOptions, selectRuns } from '../mlflow/selection.js';
+import { RunDataReadAhead } from '../mlflow/read-ahead.js';
+import { forEachListedRun, mlflowSourceOptions, selectRunsStreaming } from '../mlflow/selection.js';
 import type { MetricPoint } from '../mlflow/types.js';
 import { defineExtractor } from '../sdk/index.js';
 
@@ -22,16 +23,19 @@ export default defineExtractor<MlflowMetricHistoryOptions>(
   'mlflow-metric-history',
   async (ctx) => {
     const history = ctx.table('metric_history', { run_id: 'VARCHAR', key: 'VARCHAR', step: 'BIGINT', timestamp: 'TIMESTAMP', value: 'DOUBLE' });
-    const { reader, runs } = await selectRuns(ctx);
+    const { reader, listings } = await selectRunsStreaming(ctx);
     try {
-      ctx.expect({ units: runs.length });
-      await forEachRun(ctx, runs, async (run) => {
+      // The listing is read a window ahead (no run data: this extractor reads histories), so the runs'
+      // attributes are never all held at once, and the total is known once the listing has ended.
+      const listing = new RunDataReadAhead(reader, listings, 0);
+      const runs = await forEachListedRun(ctx, listing.listings(), async (run) => {
         const keys = await reader.metricKeys(run);
         const sources = keys.map((key) => () => reader.metricHistory(run, key)[Symbol.asyncIterator]());
         for await (const batch of inOrderWithLookahead<MetricPoint[]>(sources, reader.kind === 'rest' ? KEY_LOOKAHEAD : 0)) {
           for (const point of batch) history.append([run.runId, point.key, point.step, point.timestamp, point.value]);
         }
-      });
+      }, { listed: () => listing.total });
+      ctx.expect({ units: runs });
     } finally {
       await reader.close();
     }

@@ -63,7 +63,6 @@ export default defineExtractor<MlflowRunsOptions, Promise<PreparedRunSelection>>
     const { reader, experiments, listings } = selection;
     const paramKeys = new Set<string>();
     const metricKeys = new Set<string>();
-    const readThisAttempt = new Set<string>();
     try {
       await ctx.unit('experiments', async () => {
         for (const e of experiments) {
@@ -83,24 +82,23 @@ export default defineExtractor<MlflowRunsOptions, Promise<PreparedRunSelection>>
           for (const d of data.inputs) inputs.append([run.runId, d.name, d.digest, d.sourceType, d.source, d.context]);
           for (const p of data.params) paramKeys.add(p.key);
           for (const m of data.latestMetrics) metricKeys.add(m.key);
-          readThisAttempt.add(run.runId);
         },
-        1,
-        selection.total,
+        {
+          extraUnits: 1,
+          listed: selection.total,
+          // Runs committed by an earlier attempt still contribute their keys to the view's columns.
+          committedEarlier: async (run) => {
+            try {
+              const data = await selection.runData(run);
+              for (const p of data.params) paramKeys.add(p.key);
+              for (const m of data.latestMetrics) metricKeys.add(m.key);
+            } catch {
+              // its rows are committed; a key it alone had is only missing from the view
+            }
+          },
+        },
       );
-      ctx.expect({ units: runs.length + 1 });
-      // Runs committed by an earlier attempt still contribute their keys to the view's columns.
-      for (const listing of runs) {
-        if (listing.ok && ctx.isDone(listing.run.runId) && !readThisAttempt.has(listing.run.runId)) {
-          try {
-            const data = await reader.runData(listing.run);
-            for (const p of data.params) paramKeys.add(p.key);
-            for (const m of data.latestMetrics) metricKeys.add(m.key);
-          } catch {
-            // its rows are committed; a key it alone had is only missing from the view
-          }
-        }
-      }
+      ctx.expect({ units: runs + 1 });
       ctx.view('run_summary', runSummarySql([...paramKeys], [...metricKeys]));
     } finally {
       await reader.close();

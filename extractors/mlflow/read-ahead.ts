@@ -1,27 +1,37 @@
 // Run listings and run data read ahead of the extractor, in the time its main thread would otherwise
 // wait: while the staging database opens and while a group of units commits (DuckDB works on its own
 // threads then). Reading a file store is synchronous work on the main thread (~1.5 ms a run), so
-// without this the waits and the reading add up instead of overlapping. The listing (ids and
-// attributes, what selectRuns holds for every extractor) runs to its end, so the number of runs is
-// known early for progress; run data is read at most `limit` runs ahead of the consumer.
+// without this the waits and the reading add up instead of overlapping. Both are bounded, so memory
+// does not grow with the store: listings are read at most LISTING_WINDOW ahead of the consumer and
+// dropped once taken, run data at most `limit` runs ahead. The number of runs is known when the
+// listing has ended (early for a store of up to LISTING_WINDOW runs).
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { MlflowReader, RunData, RunInfo, RunListing } from './types.js';
 
 /** Runs whose data is read ahead of the consumer at most. */
 export const READ_AHEAD_RUNS = 64;
+/**
+ * Listings held ahead of the consumer at most. Listing all runs first held every run's attributes for
+ * the whole extraction: mlflow-runs on a store of 10,920 runs peaked ~4 MiB above one of 5,460 runs.
+ */
+export const LISTING_WINDOW = 256;
 
-// Why: a listing pump, a data pump bounded by the consumer's position, and the data handed out by run.
+// Why: a listing pump and a data pump, both bounded by the consumer's position, and the data handed out by run.
 export class RunDataReadAhead {
   private readonly iterator: AsyncIterator<RunListing>;
-  /** Every listing read so far, in listing order; the consumer is at `taken`. */
-  private readonly listed: RunListing[] = [];
-  private taken = 0;
-  /** Listings whose data was read (or that need none). */
-  private dataRead = 0;
+  /** Listings read and not yet taken, in listing order; the consumer takes from the front. */
+  private readonly queue: RunListing[] = [];
+  /** Listings read in total. */
+  private listedCount = 0;
+  /** Listings at the front of `queue` whose data was read ahead (or that need none). */
+  private dataAhead = 0;
   /** Run data read ahead, by run id, until the consumer asks for it. */
   private readonly ahead = new Map<string, Promise<RunData>>();
+  /** The listing taken last: its data, if not asked for while it was current, is dropped at the next take. */
+  private current: RunListing | undefined;
   private wakeConsumer: (() => void) | undefined;
   private wakeDataPump: (() => void) | undefined;
+  private wakeListPump: (() => void) | undefined;
   private failure: { error: unknown } | undefined;
   private finished = false;
   private stopped = false;
@@ -33,6 +43,7 @@ export class RunDataReadAhead {
     private readonly reader: MlflowReader,
     listings: AsyncIterable<RunListing>,
     private readonly limit = READ_AHEAD_RUNS,
+    private readonly window = Math.max(LISTING_WINDOW, limit),
   ) {
     this.iterator = listings[Symbol.asyncIterator]();
     this.started = new Promise((resolve) => {
@@ -44,7 +55,7 @@ export class RunDataReadAhead {
 
   /** The number of runs listed, once the listing has ended without failing. */
   get total(): number | undefined {
-    return this.finished && this.failure === undefined ? this.listed.length : undefined;
+    return this.finished && this.failure === undefined ? this.listedCount : undefined;
   }
 
   /** The run's data: read ahead (handed out once), or read now. Errors are the reader's (MlflowDataError for bad data). */
@@ -59,13 +70,15 @@ export class RunDataReadAhead {
   async *listings(): AsyncGenerator<RunListing> {
     try {
       for (;;) {
-        if (this.taken < this.listed.length) {
+        const listing = this.queue.shift();
+        if (listing !== undefined) {
           // Data of the listing before, not asked for while it was current (a unit committed by an
           // earlier attempt is skipped), is dropped: read-ahead data never piles up.
-          const previous = this.taken > 0 ? this.listed[this.taken - 1] : undefined;
-          if (previous?.ok === true) this.ahead.delete(previous.run.runId);
-          const listing = this.listed[this.taken++]!;
+          if (this.current?.ok === true) this.ahead.delete(this.current.run.runId);
+          this.current = listing;
+          this.dataAhead = Math.max(0, this.dataAhead - 1);
           this.wake('data');
+          this.wake('list');
           yield listing;
           continue;
         }
@@ -78,13 +91,16 @@ export class RunDataReadAhead {
     } finally {
       this.stopped = true;
       this.ahead.clear();
+      this.current = undefined;
       this.wake('data');
+      this.wake('list');
     }
   }
 
-  private wake(which: 'data' | 'consumer'): void {
-    const wake = which === 'data' ? this.wakeDataPump : this.wakeConsumer;
+  private wake(which: 'data' | 'consumer' | 'list'): void {
+    const wake = which === 'data' ? this.wakeDataPump : which === 'list' ? this.wakeListPump : this.wakeConsumer;
     if (which === 'data') this.wakeDataPump = undefined;
+    else if (which === 'list') this.wakeListPump = undefined;
     else this.wakeConsumer = undefined;
     wake?.();
   }
@@ -92,15 +108,21 @@ export class RunDataReadAhead {
   private async listPump(): Promise<void> {
     try {
       while (!this.stopped) {
+        if (this.queue.length >= this.window) {
+          await new Promise<void>((resolve) => {
+            this.wakeListPump = resolve;
+          });
+          continue;
+        }
         const next = await this.iterator.next();
         if (next.done === true) break;
-        // duckvisor: allow unbounded-accumulation -- run listings (ids and attributes) are what selectRuns holds for every extractor
-        this.listed.push(next.value);
+        this.queue.push(next.value);
+        this.listedCount++;
         this.markStarted();
         this.wake('consumer');
         this.wake('data');
         // A file store lists synchronously: let DuckDB's callbacks and the consumer in now and then.
-        if (this.listed.length % this.limit === 0) await nextTurn();
+        if (this.listedCount % this.limit === 0) await nextTurn();
       }
     } catch (error) {
       this.failure = { error };
@@ -115,19 +137,14 @@ export class RunDataReadAhead {
 
   private async dataPump(): Promise<void> {
     while (!this.stopped) {
-      if (this.dataRead >= this.listed.length || this.dataRead >= this.taken + this.limit) {
-        if (this.finished && this.dataRead >= this.listed.length) return;
+      if (this.dataAhead >= this.queue.length || this.dataAhead >= this.limit) {
+        if (this.finished && this.dataAhead >= this.queue.length) return;
         await new Promise<void>((resolve) => {
           this.wakeDataPump = resolve;
         });
         continue;
       }
-      // A listing the consumer already took is read by its unit, not here.
-      if (this.dataRead < this.taken) {
-        this.dataRead = this.taken;
-        continue;
-      }
-      const listing = this.listed[this.dataRead++]!;
+      const listing = this.queue[this.dataAhead++]!;
       if (listing.ok) {
         const read = this.reader.runData(listing.run);
         read.catch(() => undefined); // handed to the consumer's unit, which reports it

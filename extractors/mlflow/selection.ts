@@ -148,33 +148,34 @@ export async function forEachRun(
 /**
  * forEachRun over listings that arrive while runs are extracted: the progress total is left out until
  * `listed()` knows the number of runs (a listing that runs ahead, see read-ahead.ts) or the listing has
- * ended. Returns the listings seen (ids and attributes only: small), so the caller can set its
- * expectation and revisit runs committed by an earlier attempt.
+ * ended. Listings are not kept (memory stays flat however many runs the store has): a run committed by
+ * an earlier attempt, which its unit skips, is handed to `committedEarlier` instead, so the caller can
+ * still take what it needs from it. Returns the number of runs listed.
  */
 export async function forEachListedRun(
   ctx: ExtractorContext<MlflowSourceOptions>,
   listings: AsyncIterable<RunListing>,
   work: (run: RunInfo) => Promise<void>,
-  extraUnits = 0,
-  listed: () => number | undefined = () => undefined,
-): Promise<RunListing[]> {
-  const seen: RunListing[] = [];
+  options: { extraUnits?: number; listed?: () => number | undefined; committedEarlier?: (run: RunInfo) => Promise<void> } = {},
+): Promise<number> {
+  const extraUnits = options.extraUnits ?? 0;
+  let count = 0;
   let done = extraUnits;
   const total = (): number | undefined => {
-    const runs = listed();
+    const runs = options.listed?.();
     return runs === undefined ? undefined : runs + extraUnits;
   };
   ctx.progress(done, total(), 'runs');
   for await (const listing of listings) {
-    if (ctx.stopRequested) return seen;
-    // duckvisor: allow unbounded-accumulation -- run listings (ids and attributes) are what selectRuns holds for every extractor
-    seen.push(listing);
+    if (ctx.stopRequested) return count;
+    count++;
+    if (listing.ok && options.committedEarlier !== undefined && ctx.isDone(listing.run.runId)) await options.committedEarlier(listing.run);
     await runOne(ctx, listing, work);
     ctx.progress(++done, total(), 'runs');
   }
   // The total is known now, if it was not while the runs were extracted.
   if (total() !== done) ctx.progress(done, done, 'runs');
-  return seen;
+  return count;
 }
 
 /** One run as one unit, with on_bad_run applied to bad data. */
