@@ -8,6 +8,7 @@ import type { Channel } from './channel.js';
 import { activeUnitKey, UnitLedger, type UnitStaging } from './checkpoint.js';
 import { checkIdentifier, StagingTable } from './table.js';
 import { checkExpectation } from './validate.js';
+import { STAGING_DISABLED_COMPRESSION } from './limits.js';
 
 /** Views the publisher recreates in the warehouse after replacing the tables. */
 export const VIEWS_TABLE = '_duckvisor_views';
@@ -68,6 +69,8 @@ export class StagingSession implements UnitStaging {
     const connection = await instance.connect();
     const monitor = await instance.connect();
     const session = new StagingSession(path, instance, connection, monitor);
+    // A global setting that DuckDB ignores when given at create(): set on the connection.
+    await session.sql(`SET disabled_compression_methods = '${STAGING_DISABLED_COMPRESSION}'`);
     await session.sql(VIEWS_DDL);
     return session;
   }

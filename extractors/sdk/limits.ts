@@ -45,6 +45,15 @@ export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
  */
 export const SMALL_STAGING = { memoryBytes: 8 * 1024 * 1024, blockSizeBytes: 16 * 1024 } as const;
 /**
+ * DuckDB compression methods a staging database does not use. FSST's analysis of a string column at a
+ * checkpoint holds several MiB of symbol tables and samples outside DuckDB's memory_limit, and a staging
+ * file checkpoints every 16 MiB of WAL: mlflow-metric-history on the 10× SQLite store peaked at 136 MiB
+ * with it and 129-131 MiB without (the 1× store, whose one checkpoint is uncompressed, at 126-129 MiB),
+ * in the same time, with files no larger (dictionary and the other methods still apply). The warehouse
+ * compresses what it stores in its own way; the publisher does not use this. Set by StagingSession.open.
+ */
+export const STAGING_DISABLED_COMPRESSION = 'fsst';
+/**
  * Configuration of the jemalloc bundled in libduckdb (read once, when the library first allocates,
  * from DUCKDB_JE_MALLOC_CONF). DuckDB's default keeps freed pages for about a second; a writer that
  * checkpoints every ~16 MiB of WAL then carries the previous checkpoint's freed buffers as RSS.
