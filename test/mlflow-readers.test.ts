@@ -133,3 +133,24 @@ for (const form of forms) {
     });
   });
 }
+
+test("sqlite: countRuns equals the listing's length (with and without deleted runs), and declines a filter", async (t) => {
+  await withReader('sqlite', async (reader) => {
+    t.is(typeof reader.countRuns, 'function');
+    for (const includeDeleted of [false, true]) {
+      const ids: string[] = [];
+      for await (const e of reader.experiments({ includeDeleted })) ids.push(e.experimentId);
+      const totals = includeDeleted ? expectedFor('sqlite').totals.all : expectedFor('sqlite').totals.active;
+      t.is(await countListed(reader, ids, includeDeleted), totals.runs);
+      t.is(await reader.countRuns!(ids, { includeDeleted }), totals.runs, `include_deleted ${includeDeleted}`);
+      t.is(await reader.countRuns!(ids.slice(1), { includeDeleted }), await countListed(reader, ids.slice(1), includeDeleted), 'some experiments');
+    }
+    t.is(await reader.countRuns!(['0'], { includeDeleted: false, filter: "params.classifier = 'LogReg'" }), undefined);
+  });
+});
+
+async function countListed(reader: MlflowReader, ids: string[], includeDeleted: boolean): Promise<number> {
+  let listed = 0;
+  for await (const _listing of reader.runs(ids, { includeDeleted })) listed++;
+  return listed;
+}

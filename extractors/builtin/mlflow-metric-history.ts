@@ -23,11 +23,11 @@ export default defineExtractor<MlflowMetricHistoryOptions>(
   'mlflow-metric-history',
   async (ctx) => {
     const history = ctx.table('metric_history', { run_id: 'VARCHAR', key: 'VARCHAR', step: 'BIGINT', timestamp: 'TIMESTAMP', value: 'DOUBLE' });
-    const { reader, listings } = await selectRunsStreaming(ctx);
+    const { reader, listings, count } = await selectRunsStreaming(ctx);
     try {
       // The listing is read a window ahead (no run data: this extractor reads histories), so the runs'
-      // attributes are never all held at once, and the total is known once the listing has ended.
-      const listing = new RunDataReadAhead(reader, listings, 0);
+      // attributes are never all held at once; the total comes from the store's count, or once the listing has ended.
+      const listing = new RunDataReadAhead(reader, listings, 0, undefined, count());
       const runs = await forEachListedRun(ctx, listing.listings(), async (run) => {
         const keys = await reader.metricKeys(run);
         const sources = keys.map((key) => () => reader.metricHistory(run, key)[Symbol.asyncIterator]());

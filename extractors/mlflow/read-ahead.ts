@@ -4,7 +4,8 @@
 // without this the waits and the reading add up instead of overlapping. Both are bounded, so memory
 // does not grow with the store: listings are read at most LISTING_WINDOW ahead of the consumer and
 // dropped once taken, run data at most `limit` runs ahead. The number of runs is known when the
-// listing has ended (early for a store of up to LISTING_WINDOW runs).
+// listing has ended (early for a store of up to LISTING_WINDOW runs), or before from the store's own
+// count when it has one (MlflowReader.countRuns).
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { MlflowReader, RunData, RunInfo, RunListing } from './types.js';
 
@@ -35,6 +36,8 @@ export class RunDataReadAhead {
   private failure: { error: unknown } | undefined;
   private finished = false;
   private stopped = false;
+  /** The store's count of the runs, while the listing has not ended. */
+  private counted: number | undefined;
   /** Resolves once the first listing was read (or the listing ended or failed). */
   readonly started: Promise<void>;
   private markStarted!: () => void;
@@ -44,7 +47,14 @@ export class RunDataReadAhead {
     listings: AsyncIterable<RunListing>,
     private readonly limit = READ_AHEAD_RUNS,
     private readonly window = Math.max(LISTING_WINDOW, limit),
+    count?: Promise<number | undefined>,
   ) {
+    void count?.then(
+      (runs) => {
+        this.counted = runs;
+      },
+      () => undefined, // only progress goes without a total
+    );
     this.iterator = listings[Symbol.asyncIterator]();
     this.started = new Promise((resolve) => {
       this.markStarted = resolve;
@@ -53,9 +63,10 @@ export class RunDataReadAhead {
     void this.dataPump();
   }
 
-  /** The number of runs listed, once the listing has ended without failing. */
+  /** The number of runs: the store's count until the listing has ended, then the number listed (none after a failure). */
   get total(): number | undefined {
-    return this.finished && this.failure === undefined ? this.listedCount : undefined;
+    if (!this.finished) return this.counted;
+    return this.failure === undefined ? this.listedCount : undefined;
   }
 
   /** The run's data: read ahead (handed out once), or read now. Errors are the reader's (MlflowDataError for bad data). */

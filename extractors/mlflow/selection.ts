@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { ExtractorContext, ExtractorLog } from '../sdk/api.js';
 import { chooseExperiments } from './experiment-choice.js';
-import { RunDataReadAhead } from './read-ahead.js';
+import { READ_AHEAD_RUNS, RunDataReadAhead } from './read-ahead.js';
 import { openSource } from './source.js';
 import { MlflowDataError, type Experiment, type MlflowReader, type RunData, type RunInfo, type RunListing } from './types.js';
 
@@ -51,6 +51,8 @@ export interface StreamingSelection {
   experiments: Experiment[];
   /** The run listings, read from the source as they are consumed (once). */
   listings: AsyncIterable<RunListing>;
+  /** The number of runs the listings will yield, when the store can count them cheaply (progress only). */
+  count(): Promise<number | undefined>;
 }
 
 // Why: every MLflow extractor starts the same way: open the source, resolve experiments, list runs.
@@ -88,15 +90,16 @@ export async function openRunSelection(options: MlflowSourceOptions, log: Extrac
     }
     const experiments = choice.chosen;
     const experimentIds = experiments.map((e) => e.experimentId);
+    const query = { includeDeleted: options.include_deleted, filter: options.filter };
     async function* listings(): AsyncGenerator<RunListing> {
       let count = 0;
-      for await (const listing of reader.runs(experimentIds, { includeDeleted: options.include_deleted, filter: options.filter })) {
+      for await (const listing of reader.runs(experimentIds, query)) {
         count++;
         yield listing;
       }
       log.info(`${reader.kind} source ${reader.location}: ${experiments.length} experiment(s), ${count} run(s)`);
     }
-    return { reader, experiments, listings: listings() };
+    return { reader, experiments, listings: listings(), count: async () => reader.countRuns?.(experimentIds, query) };
   } catch (error) {
     await reader.close();
     throw error;
@@ -117,7 +120,7 @@ export interface PreparedRunSelection extends StreamingSelection {
  */
 export async function prepareRunSelection(options: MlflowSourceOptions, log: ExtractorLog): Promise<PreparedRunSelection> {
   const selection = await openRunSelection(options, log);
-  const readAhead = new RunDataReadAhead(selection.reader, selection.listings);
+  const readAhead = new RunDataReadAhead(selection.reader, selection.listings, READ_AHEAD_RUNS, undefined, selection.count());
   // A tracking server's first page is the server's work, not this thread's (its listing was started
   // before the extractor was loaded: early-start.ts): DuckDB loads meanwhile.
   if (selection.reader.kind !== 'rest') await readAhead.started;

@@ -184,6 +184,17 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
     }
   }
 
+  async countRuns(experimentIds: readonly string[], query: RunQuery): Promise<number | undefined> {
+    if (query.filter !== undefined && query.filter.trim() !== '') return undefined;
+    if (experimentIds.length === 0) return 0;
+    const [row] = this.query(
+      `SELECT count(*) AS n FROM runs WHERE CAST(experiment_id AS TEXT) IN (${experimentIds.map(() => '?').join(', ')})
+          ${query.includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'"}`,
+      [...experimentIds],
+    );
+    return Number(row?.['n'] ?? 0);
+  }
+
   async *runs(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
     const filter = query.filter !== undefined && query.filter.trim() !== '' ? parseRunFilter(query.filter) : undefined;
     const c = (column: string, fallback?: string): string => this.col('runs', column, fallback);

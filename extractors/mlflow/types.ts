@@ -88,6 +88,11 @@ export interface MlflowReader {
   experiments(options: { includeDeleted: boolean }): AsyncIterable<Experiment>;
   /** Runs of the given experiments (paged underneath); unreadable runs come as { ok: false }. */
   runs(experimentIds: readonly string[], query: RunQuery): AsyncIterable<RunListing>;
+  /**
+   * How many listings runs() will yield, when the store can tell cheaply and exactly (the SQL store
+   * without a filter); undefined otherwise. Only for progress: runs() is read a window at a time.
+   */
+  countRuns?(experimentIds: readonly string[], query: RunQuery): Promise<number | undefined>;
   /** Params, tags, latest metrics and dataset inputs of one run. Throws MlflowDataError on bad data. */
   runData(run: RunInfo): Promise<RunData>;
   /** The metric keys a run has logged. */
