@@ -304,3 +304,29 @@ test('a selection started early (startSelection) is what experiments() and runs(
   t.is(server.calls.filter((call) => call.route.endsWith('/experiments/search')).length, 2, 'experiments asked for without deleted ones were listed anew');
   t.true(searches().some((call) => call.firstPage && call.filter === "attributes.status = 'FINISHED'"), 'the filtered listing was requested');
 });
+
+test('the history prefetch drops the plan of runs behind its windows, so what it holds does not grow with the store', async (t) => {
+  const runs: FakeRun[] = Array.from({ length: 600 }, (_, index) => ({ id: runId(index), start: 10_000 + index, keys: index % 2 === 0 ? ['loss'] : ['loss', 'acc'] }));
+  const lengths = new Map<string, number>();
+  const server = await fakeServer(runs, { lengths });
+  t.teardown(server.close);
+  const reader = new RestReader(server.base, { attempts: 1 });
+  const byId = new Map(runs.map((run) => [run.id, run]));
+  const listed = await listAll(reader);
+  t.is(reader.plannedRuns, 600, 'every listed run is planned');
+  let most = 0;
+  let points = 0;
+  for (const [index, run] of listed.entries()) {
+    for (const key of await reader.metricKeys(run)) {
+      const got: string[] = [];
+      for await (const batch of reader.metricHistory(run, key)) for (const point of batch) got.push(`${point.step}/${point.value}`);
+      t.deepEqual(got, historyOf(byId, lengths, run.runId, key).map((point) => `${point.step}/${point.value}`));
+      points += got.length;
+    }
+    if (index >= 300) most = Math.max(most, reader.plannedRuns);
+  }
+  await reader.close();
+  t.is(points, 600 * 3 + 300 * 3);
+  t.true(most <= 300, `at most the runs from the current window on are held in the second half (${most})`);
+  t.true(server.calls.filter((call) => call.route.endsWith('/get-history')).length === 0, 'all history came from the prefetch');
+});

@@ -179,9 +179,14 @@ export class RestReader implements MlflowReader {
    * extra request per run.
    */
   private readonly listed = new Map<string, RunData>();
-  /** Listed runs in listing order: what the metric-history prefetch follows. */
-  private readonly plan: PlannedRun[] = [];
+  /**
+   * Listed runs in listing order: what the metric-history prefetch follows. Entries behind the oldest
+   * open window are dropped (runs are read in listing order), so the plan does not grow with the store.
+   */
+  private readonly plan: (PlannedRun | undefined)[] = [];
   private readonly planPosition = new Map<string, number>();
+  /** Plan positions below this were dropped. */
+  private planDropped = 0;
   /** Plan positions below this were given to a window. */
   private planCovered = 0;
   /** Open prefetch windows, oldest first. */
@@ -461,7 +466,8 @@ export class RestReader implements MlflowReader {
   async metricKeys(run: RunInfo): Promise<string[]> {
     // A listed run whose data was already read still has its keys in the plan (no runs/get needed).
     const position = this.listed.has(run.runId) ? undefined : this.planPosition.get(run.runId);
-    if (position !== undefined) return [...this.plan[position]!.keys];
+    const planned = position === undefined ? undefined : this.plan[position];
+    if (planned !== undefined) return [...planned.keys];
     const data = await this.runData(run);
     return [...new Set(data.latestMetrics.map((metric) => metric.key))];
   }
@@ -510,9 +516,12 @@ export class RestReader implements MlflowReader {
       if (position < this.planCovered) return undefined;
       window = this.openWindow(position);
     }
-    // Runs are read in listing order: windows before this one are done with.
+    // Runs are read in listing order: windows before this one, and their runs' plan, are done with.
     const index = this.windows.indexOf(window);
-    if (index > 0) this.windows = this.windows.slice(index);
+    if (index > 0) {
+      this.windows = this.windows.slice(index);
+      this.dropPlanBefore(window.first);
+    }
     // Keep the server busy with the next window while this one is written.
     if (this.windows.length === 1 && this.planCovered < this.plan.length) this.openWindow(this.planCovered);
     await window.ready;
@@ -520,6 +529,19 @@ export class RestReader implements MlflowReader {
     const series = window.series.get(id);
     window.series.delete(id);
     return series;
+  }
+
+  private dropPlanBefore(position: number): void {
+    for (; this.planDropped < position; this.planDropped++) {
+      const planned = this.plan[this.planDropped];
+      if (planned !== undefined) this.planPosition.delete(planned.runId);
+      this.plan[this.planDropped] = undefined;
+    }
+  }
+
+  /** Listed runs whose metric keys the prefetch still holds (at most a few windows' worth once history is being read). */
+  get plannedRuns(): number {
+    return this.planPosition.size;
   }
 
   private openWindow(first: number): HistoryWindow {
@@ -536,6 +558,7 @@ export class RestReader implements MlflowReader {
     const runsByKey = new Map<string, string[]>();
     // duckvisor: allow no-progress-in-loop -- groups one window's runs by metric key; the extractor consuming the histories reports progress per run
     for (const planned of this.plan.slice(window.first, window.end)) {
+      if (planned === undefined) continue;
       for (const key of planned.keys) {
         const runIds = runsByKey.get(key);
         // duckvisor: allow unbounded-accumulation -- one window's runs (at most windowRuns) by key, built anew for every window
@@ -670,6 +693,7 @@ export class RestReader implements MlflowReader {
     this.listed.clear();
     this.plan.length = 0;
     this.planPosition.clear();
+    this.planDropped = 0;
     this.windows = [];
     this.client.close();
   }
