@@ -106,14 +106,14 @@ test('listings are held at most a window ahead of the consumer, so memory does n
 
 test("the store's count is the total until the listing has ended; then the number listed", async (t) => {
   const { reader } = fakeReader();
-  const ahead = new RunDataReadAhead(reader, listingsOf(3 * LISTING_WINDOW), 8, undefined, Promise.resolve(3 * LISTING_WINDOW + 5));
+  const ahead = new RunDataReadAhead(reader, listingsOf(3 * LISTING_WINDOW), 8, Promise.resolve(3 * LISTING_WINDOW + 5));
   let taken = 0;
   for await (const listing of ahead.listings()) {
     if (listing.ok) await ahead.runData(listing.run).catch(() => undefined);
     if (++taken === 10) t.is(ahead.total, 3 * LISTING_WINDOW + 5, 'the count, while most runs are not listed yet');
   }
   t.is(ahead.total, 3 * LISTING_WINDOW, 'the number listed, once the listing ended (the count was off)');
-  const failing = new RunDataReadAhead(reader, listingsOf(10), 8, undefined, Promise.reject(new Error('no count')));
+  const failing = new RunDataReadAhead(reader, listingsOf(10), 8, Promise.reject(new Error('no count')));
   for await (const listing of failing.listings()) if (listing.ok) await failing.runData(listing.run).catch(() => undefined);
   t.is(failing.total, 10, 'a count that failed only leaves the total to the listing');
 });

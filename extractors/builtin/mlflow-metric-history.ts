@@ -27,7 +27,7 @@ export default defineExtractor<MlflowMetricHistoryOptions>(
     try {
       // The listing is read a window ahead (no run data: this extractor reads histories), so the runs'
       // attributes are never all held at once; the total comes from the store's count, or once the listing has ended.
-      const listing = new RunDataReadAhead(reader, listings, 0, undefined, count());
+      const listing = new RunDataReadAhead(reader, listings, 0, count());
       const runs = await forEachListedRun(ctx, listing.listings(), async (run) => {
         const keys = await reader.metricKeys(run);
         const sources = keys.map((key) => () => reader.metricHistory(run, key)[Symbol.asyncIterator]());

@@ -46,7 +46,6 @@ export class RunDataReadAhead {
     private readonly reader: MlflowReader,
     listings: AsyncIterable<RunListing>,
     private readonly limit = READ_AHEAD_RUNS,
-    private readonly window = Math.max(LISTING_WINDOW, limit),
     count?: Promise<number | undefined>,
   ) {
     void count?.then(
@@ -119,7 +118,7 @@ export class RunDataReadAhead {
   private async listPump(): Promise<void> {
     try {
       while (!this.stopped) {
-        if (this.queue.length >= this.window) {
+        if (this.queue.length >= Math.max(LISTING_WINDOW, this.limit)) {
           await new Promise<void>((resolve) => {
             this.wakeListPump = resolve;
           });

@@ -120,7 +120,7 @@ export interface PreparedRunSelection extends StreamingSelection {
  */
 export async function prepareRunSelection(options: MlflowSourceOptions, log: ExtractorLog): Promise<PreparedRunSelection> {
   const selection = await openRunSelection(options, log);
-  const readAhead = new RunDataReadAhead(selection.reader, selection.listings, READ_AHEAD_RUNS, undefined, selection.count());
+  const readAhead = new RunDataReadAhead(selection.reader, selection.listings, READ_AHEAD_RUNS, selection.count());
   // A tracking server's first page is the server's work, not this thread's (its listing was started
   // before the extractor was loaded: early-start.ts): DuckDB loads meanwhile.
   if (selection.reader.kind !== 'rest') await readAhead.started;
