@@ -25,6 +25,11 @@ import {
 import { isDirectory as isDir, LocalArtifacts, localPathOf } from './local-files.js';
 
 const PAGE = 1000;
+
+/** The condition that leaves out deleted experiments or runs (one for the listings and the count of runs). */
+function notDeleted(includeDeleted: boolean): string {
+  return includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'";
+}
 const HISTORY_PAGE = 10_000;
 /**
  * SQLite page cache in KiB (negative cache_size). better-sqlite3 builds SQLite with a 16 MB default,
@@ -162,7 +167,7 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
         `SELECT experiment_id AS id, CAST(experiment_id AS TEXT) AS experiment_id, name, ${this.col('experiments', 'artifact_location')} AS artifact_location,
                 ${this.col('experiments', 'lifecycle_stage', "'active'")} AS lifecycle_stage, ${this.col('experiments', 'creation_time')} AS creation_time,
                 ${this.col('experiments', 'last_update_time')} AS last_update_time
-           FROM experiments WHERE (? IS NULL OR experiment_id > ?) ${options.includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'"}
+           FROM experiments WHERE (? IS NULL OR experiment_id > ?) ${notDeleted(options.includeDeleted)}
           ORDER BY experiment_id LIMIT ${PAGE}`,
         [after, after],
       );
@@ -189,7 +194,7 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
     if (experimentIds.length === 0) return 0;
     const [row] = this.query(
       `SELECT count(*) AS n FROM runs WHERE CAST(experiment_id AS TEXT) IN (${experimentIds.map(() => '?').join(', ')})
-          ${query.includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'"}`,
+          ${notDeleted(query.includeDeleted)}`,
       [...experimentIds],
     );
     return Number(row?.['n'] ?? 0);
@@ -205,7 +210,7 @@ export class SqlStoreReader extends LocalArtifacts implements MlflowReader {
           `SELECT run_uuid, CAST(experiment_id AS TEXT) AS experiment_id, ${c('name')} AS name, ${c('user_id')} AS user_id, ${c('status', "'RUNNING'")} AS status,
                   ${c('start_time')} AS start_time, ${c('end_time')} AS end_time, ${c('deleted_time')} AS deleted_time,
                   ${c('lifecycle_stage', "'active'")} AS lifecycle_stage, ${c('artifact_uri')} AS artifact_uri
-             FROM runs WHERE CAST(experiment_id AS TEXT) = ? AND run_uuid > ? ${query.includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'"}
+             FROM runs WHERE CAST(experiment_id AS TEXT) = ? AND run_uuid > ? ${notDeleted(query.includeDeleted)}
             ORDER BY run_uuid LIMIT ${PAGE}`,
           [experimentId, after],
         );
