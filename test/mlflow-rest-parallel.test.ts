@@ -192,6 +192,19 @@ test('on a SQL-backed server a long listing is read in parallel pages: every run
   t.true(server.peakSearches > 1, 'pages were requested at once');
 });
 
+test('a long listing on a SQL-backed server asks for pages of at most 200 runs, so what its pages hold does not grow with the store', async (t) => {
+  const runs: FakeRun[] = Array.from({ length: 3000 }, (_, index) => ({ id: runId(index), start: 1_000_000 + index * 1000, keys: [] }));
+  const server = await fakeServer(runs);
+  t.teardown(server.close);
+  const reader = new RestReader(server.base, { attempts: 1 });
+  const listed = await listAll(reader);
+  await reader.close();
+  t.is(listed.length, 3000);
+  const sizes = server.calls.filter((call) => call.route.endsWith('/runs/search')).map((call) => Number(call.maxResults));
+  t.true(sizes.length > 3000 / 200, `${sizes.length} requests`);
+  t.is(Math.max(...sizes), 200, `page sizes asked: ${[...new Set(sizes)].join(', ')}`);
+});
+
 for (const [what, options] of [
   ['a server that is not SQL-backed', { storeType: 'FileStore' }],
   ['a server without server-info', { storeType: undefined }],

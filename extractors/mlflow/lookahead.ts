@@ -30,20 +30,38 @@ export interface StartedIteration<T> {
 }
 
 // Why: the REST reader starts its listing while the extractor is still being loaded; what the server
-// answers meanwhile is kept (run listings: ids and attributes) and handed to the listing's consumer.
-/** Iterates `source` from now on into a buffer; `items` yields the buffer and then the rest, once. */
-export function startIteration<T>(source: AsyncIterable<T>): StartedIteration<T> {
+// answers meanwhile is kept (run listings: ids, attributes and data) and handed to the listing's consumer.
+// The buffer is bounded: once `highWaterMark` items wait, the source is not pulled again until the
+// consumer takes one, so a store of any size is listed at the consumer's pace (the source's own paging
+// then waits too) instead of into memory.
+/** Iterates `source` from now on into a buffer of at most `highWaterMark` items; `items` yields the buffer and then the rest, once. */
+export function startIteration<T>(source: AsyncIterable<T>, highWaterMark: number): StartedIteration<T> {
+  if (!Number.isInteger(highWaterMark) || highWaterMark < 1) throw new RangeError(`highWaterMark must be a positive integer (got ${highWaterMark})`);
   const iterator = source[Symbol.asyncIterator]();
   let buffer: T[] = [];
   /** Items of `buffer` before this one were handed out. */
   let head = 0;
   let ended: { error?: unknown } | undefined;
+  /** The consumer waits for an item. */
   let wake: (() => void) | undefined;
+  /** The pump waits for the consumer to take an item. */
+  let taken: (() => void) | undefined;
   let stopped = false;
+  const resumePump = (): void => {
+    taken?.();
+    taken = undefined;
+  };
   void (async () => {
     try {
-      for (let next = await iterator.next(); next.done !== true && !stopped; next = await iterator.next()) {
-        // duckvisor: allow unbounded-accumulation -- run listings (ids and attributes) are what selectRuns holds for every extractor
+      while (!stopped) {
+        if (buffer.length - head >= highWaterMark) {
+          await new Promise<void>((resolve) => {
+            taken = resolve;
+          });
+          continue;
+        }
+        const next = await iterator.next();
+        if (next.done === true || stopped) break;
         buffer.push(next.value);
         wake?.();
       }
@@ -64,6 +82,7 @@ export function startIteration<T>(source: AsyncIterable<T>): StartedIteration<T>
             buffer = [];
             head = 0;
           }
+          resumePump();
           yield item;
           continue;
         }
@@ -78,12 +97,14 @@ export function startIteration<T>(source: AsyncIterable<T>): StartedIteration<T>
       }
     } finally {
       stopped = true;
+      resumePump();
     }
   }
   return {
     items: items(),
     stop: () => {
       stopped = true;
+      resumePump();
     },
   };
 }

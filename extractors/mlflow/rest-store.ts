@@ -37,12 +37,18 @@ const SEARCH_PAGE = 1000;
 /**
  * Parallel listing (SQL-backed servers): a first page of PARALLEL_PAGE runs per experiment, then
  * PARALLEL_PAGES pages in flight, of PARALLEL_PAGE runs, twice as many after every PAGES_PER_SIZE pages
- * (up to SEARCH_PAGE). A page costs the server ~25 ms plus ~2 ms per run (MLflow 3, SQLite): pages of
- * equal, moderate size keep its workers equally busy and the last page short (pages doubling from the
+ * (up to PARALLEL_PAGE_MAX). A page costs the server ~25 ms plus ~2 ms per run (MLflow 3, SQLite): pages
+ * of equal, moderate size keep its workers equally busy and the last page short (pages doubling from the
  * first made the last page the longest, alone at the end); the growth keeps the number of requests
  * small for long experiments. At most PARALLEL_PAGES - 1 pages are asked past the end (a fixed cost each).
+ *
+ * PARALLEL_PAGE_MAX bounds what the pages in flight hold (a run with its params, tags and metrics is ~1 KB
+ * of JSON, and more once parsed): with pages of up to SEARCH_PAGE, mlflow-runs on the 10× store peaked at
+ * 127-128 MiB against 107-109 MiB on the 1× store, whose experiments never get past 200-run pages; with
+ * 200 at most, 122-123 MiB, in the same time within noise (more, smaller requests on a large store only).
  */
 const PARALLEL_PAGE = 100;
+const PARALLEL_PAGE_MAX = 200;
 const PARALLEL_PAGES = 3;
 const PAGES_PER_SIZE = 4;
 /** Offset pages asked together with an experiment's first page, before its token shows they are MLflow's offset pages. */
@@ -50,6 +56,13 @@ const SPECULATIVE_PAGES = 1;
 /** Experiments whose listing is requested while an earlier one is still being yielded. */
 const EXPERIMENT_LOOKAHEAD = 2;
 const HISTORY_PAGE = 25_000;
+/**
+ * Run listings the early start (startSelection) keeps until the extractor takes them; past that the
+ * listing waits for the extractor. The first few hundred runs are what the server can answer while the
+ * extractor loads (~150 ms); a larger buffer would only hold a large store's listing (runs with their
+ * params, tags and metrics) in memory: mlflow-runs on the 10× store peaked 18 MiB above the 1× store.
+ */
+const EARLY_LISTING_BUFFER = 256;
 /** get-history-bulk (handlers.py: get_metric_history_bulk_handler): at most 100 run ids and 25 000 points per answer, no paging. */
 const BULK_PATH = '/ajax-api/2.0/mlflow/metrics/get-history-bulk';
 const BULK_RUNS = 100;
@@ -240,7 +253,7 @@ export class RestReader implements MlflowReader {
       if ('missing' in choice || this.closed) return; // openRunSelection fails on a missing one
       const chosen = choice.chosen.map((e) => e.experimentId);
       const query: RunQuery = { includeDeleted: options.includeDeleted, filter: options.filter };
-      this.startedRuns = { key: runsKey(chosen, query), listing: startIteration(this.listRuns(chosen, query)) };
+      this.startedRuns = { key: runsKey(chosen, query), listing: startIteration(this.listRuns(chosen, query), EARLY_LISTING_BUFFER) };
     }, () => undefined);
   }
 
@@ -405,7 +418,7 @@ export class RestReader implements MlflowReader {
     const fill = (): void => {
       // duckvisor: allow no-progress-in-loop -- launches at most PARALLEL_PAGES requests; the extractor consuming the pages reports progress per run
       while (!ended && !stopped && unanswered < (confirmed ? PARALLEL_PAGES : SPECULATIVE_PAGES) && requested.length < 2 * PARALLEL_PAGES) {
-        const max = Math.min(SEARCH_PAGE, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
+        const max = Math.min(PARALLEL_PAGE_MAX, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
         const page = this.searchRuns(experimentId, query, { max, token: offsetToken(offset) });
         unanswered++;
         page.then(
