@@ -104,6 +104,24 @@ test('listings are held at most a window ahead of the consumer, so memory does n
   t.true(mostAhead >= LISTING_WINDOW - 1, `and did run ahead to the window (${mostAhead})`);
 });
 
+test('a listing read without run data (limit 0) still lets other callbacks in while it runs ahead', async (t) => {
+  const { reader } = fakeReader();
+  let pulled = 0;
+  async function* counted(): AsyncGenerator<RunListing> {
+    for await (const listing of listingsOf(2 * LISTING_WINDOW)) {
+      pulled++;
+      yield listing;
+    }
+  }
+  // The listing starts now; a callback queued now runs when the listing first gives up its turn.
+  const ahead = new RunDataReadAhead(reader, counted(), 0);
+  const pulledWhenCalledBack = await new Promise<number>((resolve) => setImmediate(() => resolve(pulled)));
+  t.true(pulledWhenCalledBack < LISTING_WINDOW / 2, `a callback ran after ${pulledWhenCalledBack} listings, not only once the window was full`);
+  let taken = 0;
+  for await (const listing of ahead.listings()) if (listing.ok) taken++;
+  t.is(taken, 2 * LISTING_WINDOW);
+});
+
 test("the store's count is the total until the listing has ended; then the number listed", async (t) => {
   const { reader } = fakeReader();
   const ahead = new RunDataReadAhead(reader, listingsOf(3 * LISTING_WINDOW), 8, Promise.resolve(3 * LISTING_WINDOW + 5));

@@ -16,6 +16,8 @@ export const READ_AHEAD_RUNS = 64;
  * the whole extraction: mlflow-runs on a store of 10,920 runs peaked ~4 MiB above one of 5,460 runs.
  */
 export const LISTING_WINDOW = 256;
+/** Listings read in one turn of the event loop at most (a file store's listing is synchronous work). */
+const LISTING_TURN = READ_AHEAD_RUNS;
 
 // Why: a listing pump and a data pump, both bounded by the consumer's position, and the data handed out by run.
 export class RunDataReadAhead {
@@ -131,8 +133,9 @@ export class RunDataReadAhead {
         this.markStarted();
         this.wake('consumer');
         this.wake('data');
-        // A file store lists synchronously: let DuckDB's callbacks and the consumer in now and then.
-        if (this.listedCount % this.limit === 0) await nextTurn();
+        // A file store lists synchronously: let DuckDB's callbacks and the consumer in now and then
+        // (also when no run data is read ahead: limit 0).
+        if (this.listedCount % LISTING_TURN === 0) await nextTurn();
       }
     } catch (error) {
       this.failure = { error };
