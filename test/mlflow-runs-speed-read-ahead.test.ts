@@ -32,6 +32,18 @@ async function* listingsOf(count: number, failAfter?: number): AsyncGenerator<Ru
   }
 }
 
+/** `count` listings that count how many were pulled from them. */
+function countedListings(count: number): { listings: AsyncIterable<RunListing>; pulled: () => number } {
+  let pulled = 0;
+  async function* counted(): AsyncGenerator<RunListing> {
+    for await (const listing of listingsOf(count)) {
+      pulled++;
+      yield listing;
+    }
+  }
+  return { listings: counted(), pulled: () => pulled };
+}
+
 test('listings in order, each run read once, a bad run failing where its data is asked for', async (t) => {
   const { reader, reads } = fakeReader();
   const ahead = new RunDataReadAhead(reader, listingsOf(200), 8);
@@ -80,14 +92,8 @@ test('the listing runs ahead of the consumer (the total of a store within the wi
 
 test('listings are held at most a window ahead of the consumer, so memory does not grow with the store', async (t) => {
   const { reader } = fakeReader();
-  let pulled = 0;
-  async function* counted(): AsyncGenerator<RunListing> {
-    for await (const listing of listingsOf(5 * LISTING_WINDOW)) {
-      pulled++;
-      yield listing;
-    }
-  }
-  const ahead = new RunDataReadAhead(reader, counted(), 8);
+  const { listings, pulled } = countedListings(5 * LISTING_WINDOW);
+  const ahead = new RunDataReadAhead(reader, listings, 8);
   let taken = 0;
   let mostAhead = 0;
   for await (const listing of ahead.listings()) {
@@ -95,8 +101,8 @@ test('listings are held at most a window ahead of the consumer, so memory does n
     if (listing.ok) await ahead.runData(listing.run).catch(() => undefined);
     // Give the listing every chance to run ahead.
     if (taken % 100 === 1) await new Promise((resolve) => setTimeout(resolve, 10));
-    mostAhead = Math.max(mostAhead, pulled - taken);
-    if (taken < 4 * LISTING_WINDOW) t.is(ahead.total, undefined, `the total is unknown while ${pulled} of ${5 * LISTING_WINDOW} are listed`);
+    mostAhead = Math.max(mostAhead, pulled() - taken);
+    if (taken < 4 * LISTING_WINDOW) t.is(ahead.total, undefined, `the total is unknown while ${pulled()} of ${5 * LISTING_WINDOW} are listed`);
   }
   t.is(taken, 5 * LISTING_WINDOW);
   t.is(ahead.total, 5 * LISTING_WINDOW, 'the total once the listing ended');
@@ -106,16 +112,10 @@ test('listings are held at most a window ahead of the consumer, so memory does n
 
 test('a listing read without run data (limit 0) still lets other callbacks in while it runs ahead', async (t) => {
   const { reader } = fakeReader();
-  let pulled = 0;
-  async function* counted(): AsyncGenerator<RunListing> {
-    for await (const listing of listingsOf(2 * LISTING_WINDOW)) {
-      pulled++;
-      yield listing;
-    }
-  }
+  const { listings, pulled } = countedListings(2 * LISTING_WINDOW);
   // The listing starts now; a callback queued now runs when the listing first gives up its turn.
-  const ahead = new RunDataReadAhead(reader, counted(), 0);
-  const pulledWhenCalledBack = await new Promise<number>((resolve) => setImmediate(() => resolve(pulled)));
+  const ahead = new RunDataReadAhead(reader, listings, 0);
+  const pulledWhenCalledBack = await new Promise<number>((resolve) => setImmediate(() => resolve(pulled())));
   t.true(pulledWhenCalledBack < LISTING_WINDOW / 2, `a callback ran after ${pulledWhenCalledBack} listings, not only once the window was full`);
   let taken = 0;
   for await (const listing of ahead.listings()) if (listing.ok) taken++;
