@@ -165,6 +165,14 @@ test.serial('between full stat reads a tick reads the resident pages from statm;
   const grownBy = async (kib: number, from: number) => {
     await grow(kib);
     for (let waited = 0; statRssBytes(pid) < from + (kib - 64) * 1024 && waited < 5000; waited += 20) await sleep(20);
+    // The kernel's RSS counter is per-CPU and folded lazily: wait until two reads agree, so the statm read
+    // inside measure() and the stat read after it see the same settled figure.
+    for (let waited = 0, last = -1; waited < 2000; waited += 30) {
+      const now = statRssBytes(pid);
+      if (now === last) break;
+      last = now;
+      await sleep(30);
+    }
   };
   const start = Date.now();
   tree.measure(GROUP_SCAN_MAX_AGE_MS, start, totals);
