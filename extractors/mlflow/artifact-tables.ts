@@ -9,7 +9,14 @@
 // filename column that maps rows back to their file. Each file is thus parsed exactly as a read of
 // that file alone would parse it. A planning or group query that fails falls back to reading file by
 // file from where it stopped, so a bad file is still named, and no row is written twice.
-import { readFile } from 'node:fs/promises';
+//
+// Learning how DuckDB reads a CSV file (sniff_csv) costs ~5 ms a file, whatever its size: for a run's
+// hundreds of small per-subject files it was most of the extraction. A small, plain CSV file (see
+// csvFingerprint) is therefore planned from its fingerprint when a file with the same fingerprint was
+// sniffed before: the fingerprint keeps everything the sniffer decides on, so the plan is the one
+// sniffing it would give.
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { CellValue, Columns } from '../sdk/api.js';
 import { parseNpy } from './npy.js';
@@ -45,6 +52,64 @@ const FILE_COLUMN = '__duckvisor_file';
  * transient buffers (measured on the seed store: 16–128 cost the same CPU; RSS grows slightly with size).
  */
 const FILES_PER_PLAN = 32;
+
+/** CSV files up to this size and number of lines are fingerprinted; larger ones are always sniffed. */
+const FINGERPRINT_MAX_BYTES = 256 * 1024;
+const FINGERPRINT_MAX_LINES = 4096;
+/** Plans remembered by fingerprint, at most (the oldest is forgotten first). */
+const FINGERPRINT_PLANS = 64;
+/**
+ * The characters of a plain CSV file: none of them is a candidate quote, escape, other delimiter or
+ * comment of the sniffer, and none is a space or a CR.
+ */
+const PLAIN_CSV = /^[A-Za-z0-9_.,+\-\n]*$/;
+/**
+ * A decimal number that DuckDB's sniffer can only read as DOUBLE (or VARCHAR): never BIGINT (it has a
+ * fraction), never a date or time (one '.', no other separator), always finite, no leading zero (which
+ * makes the sniffer keep a column as text: '00.25' is VARCHAR).
+ */
+const PLAIN_DECIMAL = /^-?(0|[1-9]\d{0,15})\.\d{1,16}$/;
+
+/**
+ * What DuckDB's CSV sniffer decides a small, plain CSV file on, or undefined when the file is not one.
+ * Plain: only the characters of PLAIN_CSV ('\n' line ends); the same number of ',' fields on every line,
+ * no empty line; a header and at least one data line, all within the sniffer's sample. Every such file
+ * gets the same dialect, and a column's type is the first candidate type that each of the column's
+ * values can be cast to: it depends only on the set of values, where all plain decimals (PLAIN_DECIMAL)
+ * count as one (they cast to the same types) and any other value as itself.
+ * Two files with the same fingerprint (which includes the header's exact bytes) are sniffed alike.
+ */
+export function csvFingerprint(text: string): string | undefined {
+  if (!PLAIN_CSV.test(text)) return undefined;
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  if (lines.length < 2 || lines.length > FINGERPRINT_MAX_LINES) return undefined;
+  const header = lines[0]!;
+  const width = header.split(',').length;
+  const values: Set<string>[] = Array.from({ length: width }, () => new Set<string>());
+  for (let line = 1; line < lines.length; line++) {
+    if (lines[line] === '') return undefined;
+    const cells = lines[line]!.split(',');
+    if (cells.length !== width) return undefined;
+    for (let column = 0; column < width; column++) {
+      const cell = cells[column]!;
+      values[column]!.add(PLAIN_DECIMAL.test(cell) ? 'decimal' : `=${cell}`);
+    }
+  }
+  return createHash('sha256')
+    .update(JSON.stringify([header, values.map((set) => [...set].sort())]))
+    .digest('hex');
+}
+
+/** The fingerprint of a CSV file small enough to read whole; undefined for any other (it is sniffed). */
+async function csvFileFingerprint(file: string): Promise<string | undefined> {
+  try {
+    if ((await stat(file)).size > FINGERPRINT_MAX_BYTES) return undefined;
+    return csvFingerprint(await readFile(file, 'utf8'));
+  } catch {
+    return undefined; // unreadable: sniff_csv names the problem
+  }
+}
 
 // Why: the extractor names the artifact (and its run) when a file of a batched read cannot be read.
 export class ArtifactFileError extends Error {
@@ -108,10 +173,19 @@ const READER_CACHE_SETTINGS: Record<string, string> = { enable_external_file_cac
 
 // Why: one private DuckDB per extractor process reads the files, apart from the SDK's staging connection.
 export class ArtifactTableReader {
+  /** CSV plans by fingerprint (csvFingerprint), in the order they were learnt. */
+  private readonly plansByFingerprint = new Map<string, FilePlan>();
+  private sniffed = 0;
+
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly connection: DuckDBConnection,
   ) {}
+
+  /** CSV files that batched reads have sniffed so far (the others were planned from a fingerprint). */
+  get filesSniffed(): number {
+    return this.sniffed;
+  }
 
   static async open(): Promise<ArtifactTableReader> {
     const instance = await DuckDBInstance.create(':memory:', { threads: '1', memory_limit: '256MB', ...READER_CACHE_SETTINGS });
@@ -233,18 +307,45 @@ export class ArtifactTableReader {
   private async plan(files: readonly string[], format: Exclude<TableFormat, 'npy'>): Promise<FilePlan[]> {
     const plans: FilePlan[] = [];
     if (format === 'csv') {
-      const sql = files.map((file, i) => `SELECT ${i} AS i, "Columns" AS columns, Prompt AS prompt FROM sniff_csv(${sqlString(file)}, header = true)`).join(' UNION ALL ');
-      const rows = (await this.connection.runAndReadAll(sql)).getRowObjectsJS();
-      if (rows.length !== files.length) throw new Error(`sniffed ${rows.length} of ${files.length} files`);
-      for (const row of rows) {
-        const i = Number(row['i']);
-        const file = files[i]!;
-        const prompt = String(row['prompt']);
-        const prefix = `FROM read_csv(${sqlString(file)}, `;
-        if (!prompt.startsWith(prefix) || !prompt.endsWith(');')) throw new Error(`unexpected sniff_csv prompt for ${file}: ${prompt}`);
-        const scanOptions = prompt.slice(prefix.length, -2);
-        const names = (row['columns'] as { name: string }[]).map((c) => String(c.name));
-        plans[i] = { key: scanOptions, present: new Set(names), scanOptions };
+      const fingerprints = await Promise.all(files.map((file) => csvFileFingerprint(file)));
+      // Sniffed: each file whose fingerprint is not known, but only the first of a fingerprint new in this batch.
+      const firstOf = new Map<string, number>();
+      const toSniff: number[] = [];
+      for (let i = 0; i < files.length; i++) {
+        const fingerprint = fingerprints[i];
+        const known = fingerprint === undefined ? undefined : this.plansByFingerprint.get(fingerprint);
+        if (known !== undefined) plans[i] = known;
+        else if (fingerprint === undefined || !firstOf.has(fingerprint)) {
+          if (fingerprint !== undefined) firstOf.set(fingerprint, i);
+          toSniff.push(i);
+        }
+      }
+      if (toSniff.length > 0) {
+        const sql = toSniff.map((i) => `SELECT ${i} AS i, "Columns" AS columns, Prompt AS prompt FROM sniff_csv(${sqlString(files[i]!)}, header = true)`).join(' UNION ALL ');
+        this.sniffed += toSniff.length;
+        const rows = (await this.connection.runAndReadAll(sql)).getRowObjectsJS();
+        if (rows.length !== toSniff.length) throw new Error(`sniffed ${rows.length} of ${toSniff.length} files`);
+        for (const row of rows) {
+          const i = Number(row['i']);
+          const file = files[i]!;
+          const prompt = String(row['prompt']);
+          const prefix = `FROM read_csv(${sqlString(file)}, `;
+          if (!prompt.startsWith(prefix) || !prompt.endsWith(');')) throw new Error(`unexpected sniff_csv prompt for ${file}: ${prompt}`);
+          const scanOptions = prompt.slice(prefix.length, -2);
+          const names = (row['columns'] as { name: string }[]).map((c) => String(c.name));
+          const plan = { key: scanOptions, present: new Set(names), scanOptions };
+          plans[i] = plan;
+          const fingerprint = fingerprints[i];
+          if (fingerprint !== undefined) this.rememberPlan(fingerprint, plan);
+        }
+      }
+      for (let i = 0; i < files.length; i++) {
+        if (plans[i] !== undefined) continue;
+        // A later file of a fingerprint first seen (and sniffed) in this batch.
+        const first = firstOf.get(fingerprints[i]!);
+        const plan = first === undefined ? undefined : plans[first];
+        if (plan === undefined) throw new Error(`no plan for ${files[i]}`);
+        plans[i] = plan;
       }
     } else {
       const sql = files.map((file, i) => `SELECT ${i} AS i, column_name, column_type FROM (DESCRIBE SELECT * FROM ${scan(format, file)})`).join(' UNION ALL ');
@@ -312,6 +413,11 @@ export class ArtifactTableReader {
       if (error instanceof ArtifactFileError) throw error;
       for (let index = current; index < last; index++) yield* this.readOne(files, index, format, columns, index === current ? delivered : 0);
     }
+  }
+
+  private rememberPlan(fingerprint: string, plan: FilePlan): void {
+    this.plansByFingerprint.set(fingerprint, plan);
+    if (this.plansByFingerprint.size > FINGERPRINT_PLANS) this.plansByFingerprint.delete(this.plansByFingerprint.keys().next().value!);
   }
 
   close(): void {
