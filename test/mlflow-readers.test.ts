@@ -1,9 +1,11 @@
 // The file-store and SQLite readers against the fixture stores the real MLflow client wrote: every
 // count equals what MLflow reported (expected.json), and the edge cases come back right.
+import { existsSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import path from 'node:path';
 import test from 'ava';
 import { openSource } from '../extractors/mlflow/source.js';
 import type { MlflowReader, RunInfo } from '../extractors/mlflow/types.js';
-import { dumpReader, expectedFor, sourceFor, type FixtureForm } from './helpers/mlflow-fixtures.js';
+import { copyFixture, dumpReader, expectedFor, sourceFor, type FixtureForm } from './helpers/mlflow-fixtures.js';
 
 const forms: FixtureForm[] = ['filestore', 'sqlite'];
 
@@ -133,6 +135,42 @@ for (const form of forms) {
     });
   });
 }
+
+test('filestore: a filter reads only the parts of a run it looks at: a broken metric file does not spoil a filter on params', async (t) => {
+  const { dir, cleanup } = copyFixture('filestore');
+  t.teardown(cleanup);
+  const mlruns = path.join(dir, 'mlruns');
+  const experiment = '253031330985650090';
+  // A LogReg run whose metric file is replaced by a symlink to nowhere (unreadable).
+  const runIds = readdirSync(path.join(mlruns, experiment)).filter((name) => existsSync(path.join(mlruns, experiment, name, 'params', 'classifier')));
+  const broken = runIds.find((id) => readFileSync(path.join(mlruns, experiment, id, 'params', 'classifier'), 'utf8') === 'LogReg');
+  if (broken === undefined) return t.fail('no LogReg run in the fixture');
+  const metrics = path.join(mlruns, experiment, broken, 'metrics');
+  const metric = readdirSync(metrics, { withFileTypes: true }).find((entry) => entry.isFile())!.name;
+  rmSync(path.join(metrics, metric));
+  symlinkSync(path.join(dir, 'nowhere'), path.join(metrics, metric));
+  const reader = await openSource(sourceFor('filestore', dir));
+  t.teardown(() => reader.close());
+  const listed = new Map<string, RunInfo>();
+  const list = async (filter: string): Promise<{ ok: string[]; bad: string[] }> => {
+    const out = { ok: [] as string[], bad: [] as string[] };
+    for await (const listing of reader.runs([experiment], { includeDeleted: false, filter })) {
+      if (listing.ok) {
+        out.ok.push(listing.run.runId);
+        listed.set(listing.run.runId, listing.run);
+      } else out.bad.push(listing.runId);
+    }
+    return out;
+  };
+  const byParams = await list("params.classifier = 'LogReg'");
+  t.is(byParams.ok.length, 8, 'every LogReg run is listed, the one with the broken metric file too');
+  t.true(byParams.ok.includes(broken));
+  t.deepEqual(byParams.bad, []);
+  const byMetrics = await list('metrics.AUROC > -1');
+  t.deepEqual(byMetrics.bad, [broken], 'a filter on metrics still reads them, and names the run it cannot read');
+  // The extractor that reads the run's data later still gets the error, naming the file.
+  await t.throwsAsync(() => reader.runData(listed.get(broken)!), { message: new RegExp(metric) });
+});
 
 test("sqlite: countRuns equals the listing's length (with and without deleted runs), and declines a filter", async (t) => {
   await withReader('sqlite', async (reader) => {

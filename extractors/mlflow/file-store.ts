@@ -13,7 +13,7 @@ import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFil
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseRunFilter } from './filter.js';
+import { parseRunFilter, type FilterDataKind } from './filter.js';
 import { isDirectory, LocalArtifacts, localPathOf, sortedEntries as entries } from './local-files.js';
 import { metaInteger, metaString, readMetaYaml, type Meta } from './meta-yaml.js';
 import { parseMetricLine, parseMetricValue } from './metric-line.js';
@@ -466,7 +466,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
           else this.runDirs.set(run.runId, runDir);
           if (filter !== undefined) {
             try {
-              if (!filter.matches(run, filter.needsData ? await this.runData(run) : undefined)) continue;
+              if (!filter.matches(run, filter.needsData ? await this.filterData(run, filter.dataKinds) : undefined)) continue;
             } catch (error) {
               if (error instanceof MlflowDataError) {
                 yield { ok: false, runId: run.runId, experimentId: run.experimentId, error };
@@ -551,6 +551,25 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
     const dir = await this.runDir(run);
     const params = readKeyValues(path.join(dir, 'params'), run.runId);
     const tags = readKeyValues(path.join(dir, 'tags'), run.runId);
+    return { params, tags, latestMetrics: await this.latestMetrics(dir, run), inputs: await this.datasetInputs(dir, run) };
+  }
+
+  /**
+   * Only the parts of a run's data a filter looks at. A filter on params (mlflow-artifacts picking runs
+   * by a param) then reads one folder of each run instead of four, and the latest point of every metric.
+   */
+  private async filterData(run: RunInfo, kinds: ReadonlySet<FilterDataKind>): Promise<RunData> {
+    const dir = await this.runDir(run);
+    return {
+      params: kinds.has('params') ? readKeyValues(path.join(dir, 'params'), run.runId) : [],
+      tags: kinds.has('tags') ? readKeyValues(path.join(dir, 'tags'), run.runId) : [],
+      latestMetrics: kinds.has('metrics') ? await this.latestMetrics(dir, run) : [],
+      inputs: [],
+    };
+  }
+
+  /** The latest point of each of the run's metrics. */
+  private async latestMetrics(dir: string, run: RunInfo): Promise<MetricPoint[]> {
     const latestMetrics: MetricPoint[] = [];
     for (const [key, file] of walkFilesSync(path.join(dir, 'metrics'), run.runId)) {
       const text = readSmallMetricText(file, run.runId);
@@ -564,7 +583,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
       }
       if (latest !== undefined) latestMetrics.push(latest);
     }
-    return { params, tags, latestMetrics, inputs: await this.datasetInputs(dir, run) };
+    return latestMetrics;
   }
 
   private async datasetInputs(runDir: string, run: RunInfo): Promise<DatasetInput[]> {

@@ -19,10 +19,15 @@ interface Clause {
   value: string | number | string[] | null;
 }
 
+/** The parts of a run's data a filter clause can look at. */
+export type FilterDataKind = 'params' | 'tags' | 'metrics';
+
 export interface RunFilter {
   readonly text: string;
   /** True when a clause looks at params, tags or metrics (the reader must load the run's data). */
   readonly needsData: boolean;
+  /** The parts of the run's data the clauses look at: a reader may load only these (the others may be left empty). */
+  readonly dataKinds: ReadonlySet<FilterDataKind>;
   matches(run: RunInfo, data: RunData | undefined): boolean;
 }
 
@@ -194,9 +199,12 @@ export function parseRunFilter(text: string): RunFilter {
       clauses.push(parseClause(scanner));
     }
   }
+  const dataKinds = new Set<FilterDataKind>();
+  for (const clause of clauses) if (clause.entity !== 'attributes') dataKinds.add(clause.entity);
   return {
     text,
-    needsData: clauses.some((clause) => clause.entity !== 'attributes'),
+    needsData: dataKinds.size > 0,
+    dataKinds,
     matches(run, data) {
       return clauses.every((clause) => {
         if (clause.entity === 'attributes') {
