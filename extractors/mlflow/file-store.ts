@@ -365,6 +365,9 @@ function ownNullableString(text: string | null): string | null {
   return text === null ? null : ownString(text);
 }
 
+/** Everything runData reads. */
+const EVERY_DATA_KIND: ReadonlySet<FilterDataKind> = new Set(['params', 'tags', 'metrics']);
+
 // Why: the file store reader of the MlflowReader interface.
 export class FileStoreReader extends LocalArtifacts implements MlflowReader {
   readonly kind = 'file' as const;
@@ -466,7 +469,7 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
           else this.runDirs.set(run.runId, runDir);
           if (filter !== undefined) {
             try {
-              if (!filter.matches(run, filter.needsData ? await this.filterData(run, filter.dataKinds) : undefined)) continue;
+              if (!filter.matches(run, filter.needsData ? await this.readData(run, filter.dataKinds, false) : undefined)) continue;
             } catch (error) {
               if (error instanceof MlflowDataError) {
                 yield { ok: false, runId: run.runId, experimentId: run.experimentId, error };
@@ -548,23 +551,21 @@ export class FileStoreReader extends LocalArtifacts implements MlflowReader {
   }
 
   async runData(run: RunInfo): Promise<RunData> {
-    const dir = await this.runDir(run);
-    const params = readKeyValues(path.join(dir, 'params'), run.runId);
-    const tags = readKeyValues(path.join(dir, 'tags'), run.runId);
-    return { params, tags, latestMetrics: await this.latestMetrics(dir, run), inputs: await this.datasetInputs(dir, run) };
+    return this.readData(run, EVERY_DATA_KIND, true);
   }
 
   /**
-   * Only the parts of a run's data a filter looks at. A filter on params (mlflow-artifacts picking runs
-   * by a param) then reads one folder of each run instead of four, and the latest point of every metric.
+   * The parts of a run's data named by `kinds` (the others empty), and its dataset inputs when asked. A
+   * filter reads only what it looks at: one on params (mlflow-artifacts picking runs by a param) reads one
+   * folder of each run instead of four, and not the latest point of every metric.
    */
-  private async filterData(run: RunInfo, kinds: ReadonlySet<FilterDataKind>): Promise<RunData> {
+  private async readData(run: RunInfo, kinds: ReadonlySet<FilterDataKind>, inputs: boolean): Promise<RunData> {
     const dir = await this.runDir(run);
     return {
       params: kinds.has('params') ? readKeyValues(path.join(dir, 'params'), run.runId) : [],
       tags: kinds.has('tags') ? readKeyValues(path.join(dir, 'tags'), run.runId) : [],
       latestMetrics: kinds.has('metrics') ? await this.latestMetrics(dir, run) : [],
-      inputs: [],
+      inputs: inputs ? await this.datasetInputs(dir, run) : [],
     };
   }
 

@@ -25,11 +25,6 @@ import {
 import { isDirectory as isDir, LocalArtifacts, localPathOf } from './local-files.js';
 
 const PAGE = 1000;
-
-/** The condition that leaves out deleted experiments or runs (one for the listings and the count of runs). */
-function notDeleted(includeDeleted: boolean): string {
-  return includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'";
-}
 const HISTORY_PAGE = 10_000;
 /**
  * SQLite page cache in KiB (negative cache_size). better-sqlite3 builds SQLite with a 16 MB default,
@@ -37,6 +32,11 @@ const HISTORY_PAGE = 10_000;
  * read here is an index lookup or a keyset page, for which a small cache costs little.
  */
 const PAGE_CACHE_KIB = 2048;
+
+/** The condition that leaves out deleted experiments or runs (one for the listings and the count of runs). */
+function notDeleted(includeDeleted: boolean): string {
+  return includeDeleted ? '' : "AND coalesce(lifecycle_stage, 'active') <> 'deleted'";
+}
 
 export interface SqlReaderOptions {
   /** Where to look for run artifacts when the recorded absolute path does not exist (a moved store). */
