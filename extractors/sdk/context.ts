@@ -14,6 +14,17 @@ import { STAGING_DISABLED_COMPRESSION } from './limits.js';
 export const VIEWS_TABLE = '_duckvisor_views';
 const VIEWS_DDL = `CREATE TABLE IF NOT EXISTS ${VIEWS_TABLE} (name VARCHAR PRIMARY KEY, sql VARCHAR NOT NULL)`;
 
+/** The staging file's name inside DuckDB when it is attached (StagingLayout.rowGroupRows). */
+const STAGING_CATALOG = 'staging';
+
+/** How the staging file is written beyond DuckDB's settings (limits.ts SMALL_STAGING). */
+export interface StagingLayout {
+  /** Rows per row group (ATTACH … ROW_GROUP_SIZE); DuckDB's default when unset. */
+  rowGroupRows?: number;
+  /** After each group commit, lower memory_limit to this many bytes and back, so cached blocks are dropped. */
+  evictToBytes?: number;
+}
+
 /** A final checkpoint of at most this much WAL writes its rows uncompressed (see closeNow). */
 const UNCOMPRESSED_LAST_CHECKPOINT_BYTES = 16 * 1024 * 1024;
 
@@ -52,14 +63,29 @@ export class StagingSession implements UnitStaging {
     private readonly instance: DuckDBInstance,
     readonly connection: DuckDBConnection,
     private readonly monitor: DuckDBConnection,
+    /** memory_limit to return to after an eviction (see afterCommit); undefined = no eviction. */
+    private readonly eviction: { to: string; back: string } | undefined,
   ) {}
 
-  /** Opens (or creates) the staging file; DuckDB replays a WAL left by a killed attempt here. */
-  static async open(path: string, settings: Record<string, string>): Promise<StagingSession> {
-    let instance: DuckDBInstance;
+  /**
+   * Opens (or creates) the staging file; DuckDB replays a WAL left by a killed attempt here. With a
+   * `rowGroupRows` layout the file is attached to an in-memory instance, because a row group size can only
+   * be given to ATTACH; it is then the connections' default database.
+   */
+  static async open(path: string, settings: Record<string, string>, layout: StagingLayout = {}): Promise<StagingSession> {
+    let instance: DuckDBInstance | undefined;
     try {
-      instance = await duckdb().DuckDBInstance.create(path, settings);
+      instance = await duckdb().DuckDBInstance.create(layout.rowGroupRows === undefined ? path : ':memory:', settings);
+      if (layout.rowGroupRows !== undefined) {
+        const setup = await instance.connect();
+        try {
+          await setup.run(`ATTACH '${path.replaceAll("'", "''")}' AS ${STAGING_CATALOG} (ROW_GROUP_SIZE ${layout.rowGroupRows})`);
+        } finally {
+          setup.closeSync();
+        }
+      }
     } catch (error) {
+      instance?.closeSync();
       const reason = error instanceof Error ? error.message : String(error);
       throw new Error(
         `cannot open the staging database ${path}: ${reason}. If its .wal was damaged by a crash, move ${path}.wal aside ` +
@@ -68,7 +94,13 @@ export class StagingSession implements UnitStaging {
     }
     const connection = await instance.connect();
     const monitor = await instance.connect();
-    const session = new StagingSession(path, instance, connection, monitor);
+    if (layout.rowGroupRows !== undefined) {
+      await connection.run(`USE ${STAGING_CATALOG}`);
+      await monitor.run(`USE ${STAGING_CATALOG}`);
+    }
+    const limit = settings['memory_limit'];
+    const eviction = layout.evictToBytes !== undefined && limit !== undefined ? { to: `${Math.floor(layout.evictToBytes / 1024)}KiB`, back: limit } : undefined;
+    const session = new StagingSession(path, instance, connection, monitor, eviction);
     // A global setting that DuckDB ignores when given at create(): set on the connection.
     await session.sql(`SET disabled_compression_methods = '${STAGING_DISABLED_COMPRESSION}'`);
     await session.sql(VIEWS_DDL);
@@ -104,6 +136,17 @@ export class StagingSession implements UnitStaging {
 
   setBeforeStatement(hook: (connection: DuckDBConnection) => Promise<void>): void {
     this.beforeStatement = hook;
+  }
+
+  /**
+   * Called by the unit ledger on the connection right after a group's COMMIT. With an eviction layout,
+   * DuckDB drops the blocks it caches (SMALL_STAGING in limits.ts): lowering memory_limit makes it evict
+   * unpinned blocks, and a limit it cannot reach is reported as an error after evicting what it could.
+   */
+  async afterCommit(connection: DuckDBConnection): Promise<void> {
+    if (this.eviction === undefined) return;
+    await connection.run(`SET memory_limit = '${this.eviction.to}'`).catch(() => undefined);
+    await connection.run(`SET memory_limit = '${this.eviction.back}'`);
   }
 
   /**

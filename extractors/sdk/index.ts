@@ -174,8 +174,11 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
     threads: rawOptions['threads'] as number | undefined,
     databasePath: file,
     memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
-    ...(extractor.staging === 'small' ? { memoryCapBytes: SMALL_STAGING.memoryBytes, blockSizeBytes: SMALL_STAGING.blockSizeBytes } : { memoryCapBytes: STAGING_WRITER_MEMORY_BYTES }),
+    ...(extractor.staging === 'small'
+      ? { memoryCapBytes: SMALL_STAGING.memoryBytes, blockSizeBytes: SMALL_STAGING.blockSizeBytes, checkpointThresholdBytes: SMALL_STAGING.checkpointThresholdBytes }
+      : { memoryCapBytes: STAGING_WRITER_MEMORY_BYTES }),
   });
+  const layout = extractor.staging === 'small' ? { rowGroupRows: SMALL_STAGING.rowGroupRows, evictToBytes: SMALL_STAGING.evictToBytes } : {};
 
   // The prepare step's slow first reads (a server's listing) run while DuckDB is loaded and the staging
   // file opened; its promise settles first, so that the main thread is not blocked loading DuckDB while
@@ -185,7 +188,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
   if (interruption.failure !== undefined) throw interruption.failure;
 
   // Opening is not raced: the instance must exist (and be closed below) before anything can end the run.
-  const session = await StagingSession.open(file, settings);
+  const session = await StagingSession.open(file, settings, layout);
   const heapTrim = startHeapTrim(env);
   const memoryTrace = startMemoryTrace(env[MEMORY_TRACE_ENV], () => session.duckdbMemoryBytes(), () => session.duckdbMemoryByTag());
   const fatal = interruption.promise;
