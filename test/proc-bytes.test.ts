@@ -2,6 +2,7 @@
 // processes, and the pid cursor that lets the walk skip children files moves when a process is born.
 import test from 'ava';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   listPids,
@@ -84,6 +85,17 @@ test('a held handle reads VmSwap and children like the text readers, then fails 
   t.false(handle.readFields(fields), 'the fd of a reaped process fails instead of reading a stranger');
 });
 
+/** /proc/<pid>/stat up to the process group, and the command line: who a process is, for a failure message. */
+function describeProcess(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ').slice(0, 5).join(' ');
+    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+    return `${stat} [${command}]`;
+  } catch {
+    return '(gone)';
+  }
+}
+
 test('the pid cursor moves when a process is born, and a tree still finds a child born between two walks', async (t) => {
   const before = readPidCursor();
   t.true(Number.isInteger(before) && before > 0);
@@ -93,8 +105,12 @@ test('the pid cursor moves when a process is born, and a tree still finds a chil
   t.not(readPidCursor(), before, 'spawning took a pid');
   await sleep(100);
   tree = new ProcessTree(leader.pid!, processStartTime(leader.pid!)!);
-  t.deepEqual(tree.collect().map((member) => member.pid), [leader.pid!]);
-  t.deepEqual(tree.collect().map((member) => member.pid), [leader.pid!], 'a second walk with nothing born');
+  // A failure names what the extra members are (seen once in a full run, where pids wrap at pid_max 32768).
+  const described = (pids: number[]): string => pids.map((pid) => `${pid}: ${describeProcess(pid)}`).join('; ');
+  const first = tree.collect().map((member) => member.pid);
+  t.deepEqual(first, [leader.pid!], `first walk: ${described(first)}`);
+  const second = tree.collect().map((member) => member.pid);
+  t.deepEqual(second, [leader.pid!], `a second walk with nothing born: ${described(second)}`);
   leader.stdin!.write('go\n');
   let members: number[] = [];
   for (let i = 0; i < 200 && members.length < 2; i++) {
