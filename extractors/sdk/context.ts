@@ -141,7 +141,7 @@ export class StagingSession implements UnitStaging {
   /**
    * Called by the unit ledger on the connection right after a group's COMMIT. With an eviction layout,
    * DuckDB drops the blocks it caches (SMALL_STAGING in limits.ts): lowering memory_limit makes it evict
-   * unpinned blocks, and a limit it cannot reach is reported as an error after evicting what it could.
+   * unpinned blocks. Should the lower limit be refused, that is ignored; the limit is restored either way.
    */
   async afterCommit(connection: DuckDBConnection): Promise<void> {
     if (this.eviction === undefined) return;

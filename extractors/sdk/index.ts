@@ -169,16 +169,17 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
   const rssLimitBytes = parseRssLimit(env[childEnv.rssLimit]);
   const file = stagingPath(extractor as Extractor<unknown>, env, channel);
   mkdirSync(path.dirname(file), { recursive: true });
+  const small = extractor.staging === 'small';
   const settings = duckdbSettings({
     rssLimitBytes,
     threads: rawOptions['threads'] as number | undefined,
     databasePath: file,
     memoryLimitBytes: parseDuckdbMemory(rawOptions['duckdb_memory']),
-    ...(extractor.staging === 'small'
+    ...(small
       ? { memoryCapBytes: SMALL_STAGING.memoryBytes, blockSizeBytes: SMALL_STAGING.blockSizeBytes, checkpointThresholdBytes: SMALL_STAGING.checkpointThresholdBytes }
       : { memoryCapBytes: STAGING_WRITER_MEMORY_BYTES }),
   });
-  const layout = extractor.staging === 'small' ? { rowGroupRows: SMALL_STAGING.rowGroupRows, evictToBytes: SMALL_STAGING.evictToBytes } : {};
+  const layout = small ? { rowGroupRows: SMALL_STAGING.rowGroupRows, evictToBytes: SMALL_STAGING.evictToBytes } : {};
 
   // The prepare step's slow first reads (a server's listing) run while DuckDB is loaded and the staging
   // file opened; its promise settles first, so that the main thread is not blocked loading DuckDB while

@@ -34,26 +34,6 @@ const MIN_DUCKDB_MEMORY_BYTES = 32 * 1024 * 1024;
  */
 export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
 /**
- * How a 'small' staging database keeps what it has committed on disk instead of in memory. Left to DuckDB,
- * committed rows stay in in-memory row groups until the WAL reaches 16 MiB, and the blocks of every
- * checkpoint stay cached until memory_limit forces them out; both grew with the run: mlflow-runs on the 10×
- * SQLite store ended with 6 MiB of in-memory rows and 8 MiB in DuckDB's buffers (duckdb_memory()), the 1× store
- * with 2.6 MiB. So the staging file:
- * - checkpoints every CHECKPOINT_THRESHOLD_BYTES of WAL, i.e. every few commits;
- * - is attached with ROW_GROUP_ROWS-row row groups, so a checkpoint rewrites only the last, partly filled
- *   row group of each table (DuckDB rewrites a row group that gained rows whole, and its default of 122,880 rows
- *   made every checkpoint of a growing table rewrite all of it: peaks of +5-9 MiB that rose with the table);
- *   2,048 is the smallest DuckDB accepts;
- * - drops its cached blocks after every commit: memory_limit is set to EVICT_TO_BYTES and back, and DuckDB
- *   evicts unpinned blocks to meet the lower limit (it has no other call that does). A limit it cannot meet
- *   evicts what it can and is not an error.
- * Measured (mlflow-runs run as bench/extract runs it, the builds before and after interleaved, peak RSS): SQLite
- * store 1× 108-109 → 106-108 MiB, 10× 120-122 → 113-114 MiB (4 runs each); file store 1× 105-107 → 103 MiB,
- * 10× 114-115 → 108-110 MiB (3 each). CPU time of the 10× runs: SQLite 3.2-3.4 → 3.1-3.5 s, file 4.8-5.0 →
- * 4.9-5.6 s. DuckDB's own memory stays at 1-1.5 MiB through the 10× run instead of climbing to 8 MiB.
- */
-const SMALL_STAGING_WRITES = { rowGroupRows: 2048, checkpointThresholdBytes: 256 * 1024, evictToBytes: 1024 * 1024 } as const;
-/**
  * The staging database of an extractor that declares `staging: 'small'` (narrow tables, tens of rows
  * per unit: mlflow-runs). DuckDB gives every column of a table whole blocks (an in-memory segment, a
  * checkpoint's pinned buffers): with 256 KiB blocks the seven mlflow-runs tables needed ~10 MiB of
@@ -62,11 +42,34 @@ const SMALL_STAGING_WRITES = { rowGroupRows: 2048, checkpointThresholdBytes: 256
  * attaches either) let an 8 MiB limit hold: mlflow-runs on the 10× SQLite store peaked at 130 MiB
  * before, 123 MiB now, the 1× stores unchanged (107-111 MiB). A bulk writer must not use it: the
  * 10× metric-history spilled and re-read its rows, 2.7× the CPU time.
+ *
+ * The last three fields keep what the database has committed on disk instead of in memory. Left to DuckDB,
+ * committed rows stay in in-memory row groups until the WAL reaches 16 MiB, and the blocks of every
+ * checkpoint stay cached until memory_limit forces them out; both grew with the run: mlflow-runs on the 10×
+ * SQLite store ended with 6 MiB of in-memory rows and 8 MiB in DuckDB's buffers (duckdb_memory()), the 1× store
+ * with 2.6 MiB. Measured with all three (mlflow-runs run as bench/extract runs it, the builds before and after
+ * interleaved, peak RSS): SQLite store 1× 108-109 → 106-108 MiB, 10× 120-122 → 113-114 MiB (4 runs each); file
+ * store 1× 105-107 → 103 MiB, 10× 114-115 → 108-110 MiB (3 each). CPU time of the 10× runs: SQLite 3.2-3.4 →
+ * 3.1-3.5 s, file 4.8-5.0 → 4.9-5.6 s. DuckDB's own memory stays at 1-1.5 MiB through the 10× run instead of
+ * climbing to 8 MiB.
  */
 export const SMALL_STAGING = {
   memoryBytes: 8 * 1024 * 1024,
   blockSizeBytes: 16 * 1024,
-  ...SMALL_STAGING_WRITES,
+  /** WAL size that triggers a checkpoint: every few commits. */
+  checkpointThresholdBytes: 256 * 1024,
+  /**
+   * Rows per row group (the file is attached with ROW_GROUP_SIZE), so a checkpoint rewrites only the last,
+   * partly filled row group of each table: DuckDB rewrites a row group that gained rows whole, and its default
+   * of 122,880 rows made every checkpoint of a growing table rewrite all of it (peaks of +5-9 MiB that rose
+   * with the table). 2,048 is the smallest DuckDB accepts.
+   */
+  rowGroupRows: 2048,
+  /**
+   * After every group commit memory_limit is set to this and back: DuckDB evicts unpinned blocks to meet the
+   * lower limit (it has no other call that does; a cache of 3 MiB fell to 0.75 MiB in a check).
+   */
+  evictToBytes: 1024 * 1024,
 } as const;
 /**
  * DuckDB compression methods a staging database does not use. FSST's analysis of a string column at a

@@ -1,5 +1,6 @@
 // A test extractor with staging: 'small' (narrow tables, a few rows per unit, as mlflow-runs writes):
 // `units` units of `rowsPerUnit` rows in `items`, for the small staging layout's tests.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { defineExtractor } from '../../extractors/sdk/index.js';
 
@@ -10,8 +11,6 @@ const optionsSchema = z.object({
   sleepEvery: z.number().int().positive().default(100),
   sleepMs: z.number().nonnegative().default(1),
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export default defineExtractor<z.infer<typeof optionsSchema>>(
   'sdk-small',
