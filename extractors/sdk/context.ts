@@ -21,8 +21,6 @@ const STAGING_CATALOG = 'staging';
 export interface StagingLayout {
   /** Rows per row group (ATTACH … ROW_GROUP_SIZE); DuckDB's default when unset. */
   rowGroupRows?: number;
-  /** After each group commit, lower memory_limit to this many bytes and back, so cached blocks are dropped. */
-  evictToBytes?: number;
 }
 
 /** A final checkpoint of at most this much WAL writes its rows uncompressed (see closeNow). */
@@ -63,8 +61,6 @@ export class StagingSession implements UnitStaging {
     private readonly instance: DuckDBInstance,
     readonly connection: DuckDBConnection,
     private readonly monitor: DuckDBConnection,
-    /** memory_limit to return to after an eviction (see afterCommit); undefined = no eviction. */
-    private readonly eviction: { to: string; back: string } | undefined,
   ) {}
 
   /**
@@ -98,9 +94,7 @@ export class StagingSession implements UnitStaging {
       await connection.run(`USE ${STAGING_CATALOG}`);
       await monitor.run(`USE ${STAGING_CATALOG}`);
     }
-    const limit = settings['memory_limit'];
-    const eviction = layout.evictToBytes !== undefined && limit !== undefined ? { to: `${Math.floor(layout.evictToBytes / 1024)}KiB`, back: limit } : undefined;
-    const session = new StagingSession(path, instance, connection, monitor, eviction);
+    const session = new StagingSession(path, instance, connection, monitor);
     // A global setting that DuckDB ignores when given at create(): set on the connection.
     await session.sql(`SET disabled_compression_methods = '${STAGING_DISABLED_COMPRESSION}'`);
     await session.sql(VIEWS_DDL);
@@ -136,17 +130,6 @@ export class StagingSession implements UnitStaging {
 
   setBeforeStatement(hook: (connection: DuckDBConnection) => Promise<void>): void {
     this.beforeStatement = hook;
-  }
-
-  /**
-   * Called by the unit ledger on the connection right after a group's COMMIT. With an eviction layout,
-   * DuckDB drops the blocks it caches (SMALL_STAGING in limits.ts): lowering memory_limit makes it evict
-   * unpinned blocks. Should the lower limit be refused, that is ignored; the limit is restored either way.
-   */
-  async afterCommit(connection: DuckDBConnection): Promise<void> {
-    if (this.eviction === undefined) return;
-    await connection.run(`SET memory_limit = '${this.eviction.to}'`).catch(() => undefined);
-    await connection.run(`SET memory_limit = '${this.eviction.back}'`);
   }
 
   /**

@@ -43,15 +43,10 @@ export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
  * before, 123 MiB now, the 1× stores unchanged (107-111 MiB). A bulk writer must not use it: the
  * 10× metric-history spilled and re-read its rows, 2.7× the CPU time.
  *
- * The last three fields keep what the database has committed on disk instead of in memory. Left to DuckDB,
- * committed rows stay in in-memory row groups until the WAL reaches 16 MiB, and the blocks of every
- * checkpoint stay cached until memory_limit forces them out; both grew with the run: mlflow-runs on the 10×
- * SQLite store ended with 6 MiB of in-memory rows and 8 MiB in DuckDB's buffers (duckdb_memory()), the 1× store
- * with 2.6 MiB. Measured with all three (mlflow-runs run as bench/extract runs it, the builds before and after
- * interleaved, peak RSS): SQLite store 1× 108-109 → 106-108 MiB, 10× 120-122 → 113-114 MiB (4 runs each); file
- * store 1× 105-107 → 103 MiB, 10× 114-115 → 108-110 MiB (3 each). CPU time of the 10× runs: SQLite 3.2-3.4 →
- * 3.1-3.5 s, file 4.8-5.0 → 4.9-5.6 s. DuckDB's own memory stays at 1-1.5 MiB through the 10× run instead of
- * climbing to 8 MiB.
+ * The last two fields keep less of what the database has committed in memory. Left to DuckDB, committed rows
+ * stay in in-memory row groups until the WAL reaches 16 MiB: mlflow-runs on the 10× SQLite store ended with 6 MiB
+ * of them. (A third step, lowering memory_limit after each commit to evict cached blocks, measured 113-114 MiB at
+ * 10× against 120-122 MiB, but was removed: an Appender allocating while the limit was low failed the run.)
  */
 export const SMALL_STAGING = {
   memoryBytes: 8 * 1024 * 1024,
@@ -65,11 +60,6 @@ export const SMALL_STAGING = {
    * with the table). 2,048 is the smallest DuckDB accepts.
    */
   rowGroupRows: 2048,
-  /**
-   * After every group commit memory_limit is set to this and back: DuckDB evicts unpinned blocks to meet the
-   * lower limit (it has no other call that does; a cache of 3 MiB fell to 0.75 MiB in a check).
-   */
-  evictToBytes: 1024 * 1024,
 } as const;
 /**
  * DuckDB compression methods a staging database does not use. FSST's analysis of a string column at a
