@@ -8,7 +8,8 @@
 //
 // Run: npx tsc -p . ; node dist/bench/extract.js [--scales 1,10] [--sources file,sqlite,rest] [--tools runs,metric-history,artifacts]
 //      [--ways duckvisor,python,read_csv] [--python-timeout 120] [--ours-timeout 600] [--skip-python] [--fresh]
-//      [--repeat N]   (each duckvisor cell N times; medians reported, with the spread in the status column)
+//      [--repeat N]   (each cell N times, both ways; medians reported, with the spread in the status column;
+//                      a Python cell stops repeating at its first capped run, which is already a lower bound)
 //      [--python-cap-factor F]   (each Python cell capped at F × our wall time in the same cell instead of
 //                                 --python-timeout: a capped cell then shows a measured speedup of at least F)
 // e.g. the runs and metric-history cells only, Python capped at 60 s (~10 min):
@@ -162,11 +163,16 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-/** `repeat` runs of one duckvisor cell: wall, CPU and peak RSS are each the median; the note gives the spread. */
-async function runOursRepeated(scale: number, source: Source, tool: Tool, restBase: string | undefined, work: string): Promise<Measurement> {
+/**
+ * Up to `repeat` runs of one cell: wall, CPU and peak RSS are each the median of the runs that finished;
+ * the note gives the spread. The first run that did not finish is returned as it is: a failure, or a
+ * Python run stopped at its cap, which is already the lower bound the cell reports (repeating it would
+ * only spend the cap again).
+ */
+async function repeated(measure: () => Promise<Measurement>): Promise<Measurement> {
   const runs: Measurement[] = [];
   for (let index = 0; index < repeat; index++) {
-    const run = await runOurs(scale, source, tool, restBase, work);
+    const run = await measure();
     if (run.status !== 'ok') return run;
     runs.push(run);
   }
@@ -177,7 +183,7 @@ async function runOursRepeated(scale: number, source: Source, tool: Tool, restBa
     wallMs: median(runs.map((run) => run.wallMs)),
     cpuMs: median(runs.map((run) => run.cpuMs)),
     peakRssBytes: median(runs.map((run) => run.peakRssBytes)),
-    note: `median of ${runs.length} runs; CPU ${range(runs.map((run) => run.cpuMs), seconds)}, peak RSS ${range(runs.map((run) => run.peakRssBytes), mib)}`,
+    note: `median of ${runs.length} runs; wall ${range(runs.map((run) => run.wallMs), seconds)}, CPU ${range(runs.map((run) => run.cpuMs), seconds)}, peak RSS ${range(runs.map((run) => run.peakRssBytes), mib)}`,
   };
 }
 
@@ -445,11 +451,11 @@ async function main(): Promise<void> {
         }
         try {
           for (const tool of tools) {
-            const ours = ways.has('duckvisor') ? await runOursRepeated(scale, source, tool, server?.base, work) : undefined;
+            const ours = ways.has('duckvisor') ? await repeated(() => runOurs(scale, source, tool, server?.base, work)) : undefined;
             if (ours !== undefined) record(ours);
             // With --python-cap-factor the cap follows our wall time in this cell; the fixed cap when ours did not finish.
             const capMs = pythonCapFactor !== undefined && ours?.status === 'ok' ? Math.ceil(pythonCapFactor * ours.wallMs) : pythonTimeoutMs;
-            if (ways.has('python')) record(await runPython(scale, source, tool, server?.base, work, capMs));
+            if (ways.has('python')) record(await repeated(() => runPython(scale, source, tool, server?.base, work, capMs)));
             if (ways.has('read_csv') && source === 'file' && tool !== 'runs') record(await runReadCsv(scale, tool, work));
           }
         } finally {
