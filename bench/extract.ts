@@ -394,6 +394,27 @@ function goalLines(results: Measurement[]): string[] {
 const mib = (bytes: number): string => `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
+/**
+ * Peak RSS of our extractors per store scale, each as a ratio to the 1× store, and from each scale to the
+ * next: a cache that fills during a run and then stops growing shows as a step from 1× to 10× and none
+ * beyond, which growth with the data would not.
+ */
+function peakRssLines(results: Measurement[]): string[] {
+  const ours = results.filter((m) => m.way === 'duckvisor' && m.status === 'ok');
+  const measuredScales = [...new Set(ours.map((m) => m.scale))].sort((a, b) => a - b);
+  const steps = measuredScales.slice(1).map((scale, index) => [measuredScales[index]!, scale] as const);
+  const lines = [`## Peak RSS ${measuredScales.map((scale) => `${scale}×`).join(' → ')} (duckvisor extractors)`, '',
+    `| source | tool | ${measuredScales.map((scale) => `${scale}×`).join(' | ')} | ${steps.map(([from, to]) => `${from}× → ${to}×`).join(' | ')} |`,
+    `|---|---|${measuredScales.map(() => '---|').join('')}${steps.map(() => '---|').join('')}`];
+  for (const first of ours.filter((m) => m.scale === measuredScales[0])) {
+    const peaks = measuredScales.map((scale) => ours.find((m) => m.scale === scale && m.source === first.source && m.tool === first.tool)?.peakRssBytes);
+    if (peaks.filter((peak) => peak !== undefined).length < 2) continue;
+    const ratio = (from: number | undefined, to: number | undefined): string => (from === undefined || to === undefined ? '' : (to / from).toFixed(2));
+    lines.push(`| ${first.source} | ${first.tool} | ${peaks.map((peak) => (peak === undefined ? '' : mib(peak))).join(' | ')} | ${steps.map((_, index) => ratio(peaks[index], peaks[index + 1])).join(' | ')} |`);
+  }
+  return lines;
+}
+
 function report(results: Measurement[], context: Record<string, string>, currentRun: string): string {
   const lines: string[] = ['# MLflow extraction: duckvisor extractors vs the Python way vs DuckDB read_csv', ''];
   for (const [k, v] of Object.entries(context)) lines.push(`- ${k}: ${v}`);
@@ -408,11 +429,7 @@ function report(results: Measurement[], context: Record<string, string>, current
     );
   }
   lines.push('', ...goalLines(results));
-  lines.push('', '## Peak RSS 1× → 10× (duckvisor extractors)', '', '| source | tool | 1× | 10× | ratio |', '|---|---|---|---|---|');
-  for (const r of results.filter((m) => m.way === 'duckvisor' && m.scale === 1)) {
-    const big = results.find((m) => m.way === 'duckvisor' && m.scale === 10 && m.source === r.source && m.tool === r.tool);
-    if (big) lines.push(`| ${r.source} | ${r.tool} | ${mib(r.peakRssBytes)} | ${mib(big.peakRssBytes)} | ${(big.peakRssBytes / r.peakRssBytes).toFixed(2)} |`);
-  }
+  lines.push('', ...peakRssLines(results));
   lines.push('', '## Commands', '');
   for (const r of results) lines.push(`- ${r.scale}× ${r.source} ${r.tool} ${r.way}: \`${r.command}\``);
   return `${lines.join('\n')}\n`;

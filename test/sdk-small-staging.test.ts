@@ -1,7 +1,9 @@
 // The small staging layout (limits.ts SMALL_STAGING, context.ts StagingLayout), driven through a real
 // extractor child with staging: 'small' (test/extractors/sdk-small.ts): the staging file is attached with
-// 2,048-row row groups, and a SIGKILLed attempt
+// 2,048-row row groups, DuckDB's own memory stays at its small-store level however much the run writes
+// (checkpoints every 256 KiB of WAL, cached blocks evicted after a commit once they pass 2 MiB), and a SIGKILLed attempt
 // resumes through the attached file's WAL with every unit exactly once.
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { compiledPath } from '../supervisor/paths.js';
@@ -23,6 +25,31 @@ test('a small staging file is written in row groups of 2,048 rows', async (t) =>
     t.true(Number(groups) >= Math.ceil(30_000 / 2048), `row groups: ${String(groups)}`);
     t.true(Number(largest) <= 2048, `largest row group: ${String(largest)} rows`);
   });
+});
+
+test("DuckDB's memory stays at its small-store level through a long small-staging run", async (t) => {
+  const dir = tempDir(t);
+  const staging = path.join(dir, 'small.duckdb');
+  const trace = path.join(dir, 'memory.trace');
+  const env = {
+    ...extractorEnv({ staging, options: { units: 12_000, rowsPerUnit: 12 }, heartbeatTimeoutMs: 60_000 }),
+    DUCKVISOR_MEMORY_TRACE: trace,
+    DUCKVISOR_MEMORY_TRACE_MS: '25',
+  };
+  const result = await spawnChild(t, process.execPath, [runExtractorJs, smallExtractorJs], env).process;
+  t.is(result.exitCode, 0, result.all);
+  // DuckDB's accounted memory (duckdb_memory(), MiB) at every trace line.
+  const readings = readFileSync(trace, 'utf8').split('\n').flatMap((line) => {
+    const match = / duckdb (\d+(?:\.\d+)?)/.exec(line);
+    return match === null ? [] : [Number(match[1])];
+  });
+  t.true(readings.length >= 20, `trace lines: ${readings.length}`);
+  const stagingMiB = statSync(staging).size / 1024 ** 2;
+  // 144,000 rows: left to DuckDB, committed rows wait in memory until 16 MiB of WAL and checkpointed blocks stay
+  // cached up to the 8 MiB memory_limit, so this run's DuckDB memory climbed to 7.5-7.7 MiB. With the small
+  // layout the cache is evicted past 2 MiB (16 runs at once on 2 cores: peaks of 3.1-3.6 MiB).
+  t.true(stagingMiB >= 3, `staging file ${stagingMiB.toFixed(1)} MiB`);
+  t.true(Math.max(...readings) <= 4.5, `DuckDB memory peaked at ${Math.max(...readings)} MiB (${readings.length} readings)`);
 });
 
 test('a SIGKILLed small-staging attempt resumes from its attached file with every unit exactly once', async (t) => {

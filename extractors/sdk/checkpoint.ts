@@ -42,6 +42,8 @@ export interface UnitStaging {
   declarationsSettled(): Promise<void>;
   /** Called on the connection before DDL or other bookkeeping statements, so they never ride in a group. */
   setBeforeStatement(hook: (connection: DuckDBConnection) => Promise<void>): void;
+  /** Called on the connection after each group's COMMIT (the session's memory upkeep). */
+  afterCommit(connection: DuckDBConnection): Promise<void>;
 }
 
 /** A completed unit waiting in the open transaction for its group's COMMIT. */
@@ -223,6 +225,7 @@ export class UnitLedger {
     this.committedThisAttempt += units.length;
     this.dropPending();
     this.rememberAppended();
+    await this.staging.afterCommit(connection);
   }
 
   private dropPending(): void {

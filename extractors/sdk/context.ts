@@ -1,6 +1,7 @@
 // The staging session (one DuckDB connection to the run's staging file, every statement serialized)
 // and the ExtractorContext built on it. Extractors only ever see the ExtractorContext interface.
 import { statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 import { duckdb, type DuckDBInstance } from './duckdb.js';
 import type { Columns, Expectation, ExtractorContext, ExtractorLog, TableWriter } from './api.js';
@@ -21,7 +22,18 @@ const STAGING_CATALOG = 'staging';
 export interface StagingLayout {
   /** Rows per row group (ATTACH … ROW_GROUP_SIZE); DuckDB's default when unset. */
   rowGroupRows?: number;
+  /** After a group commit, evict the blocks DuckDB caches once they hold more than this many bytes (see afterCommit). */
+  evictCacheAboveBytes?: number;
 }
+
+/** duckdb_memory() tag of the blocks DuckDB read or wrote for tables and keeps cached while memory_limit allows. */
+const CACHED_BLOCKS_TAG = 'BASE_TABLE';
+/** What stays cached however low the limit: 0.75-0.98 MiB measured with 2 to 30 checkpointed tables. */
+const CACHE_FLOOR_BYTES = 1024 * 1024;
+/** Room above that floor while the limit is low, for the statements that run meanwhile (see afterCommit). */
+const EVICTION_HEADROOM_BYTES = 512 * 1024;
+const RESTORE_ATTEMPTS = 5;
+const RESTORE_RETRY_MS = 10;
 
 /** A final checkpoint of at most this much WAL writes its rows uncompressed (see closeNow). */
 const UNCOMPRESSED_LAST_CHECKPOINT_BYTES = 16 * 1024 * 1024;
@@ -61,6 +73,8 @@ export class StagingSession implements UnitStaging {
     private readonly instance: DuckDBInstance,
     readonly connection: DuckDBConnection,
     private readonly monitor: DuckDBConnection,
+    /** When to evict cached blocks, and the memory_limit to return to (see afterCommit); undefined = never. */
+    private readonly eviction: { aboveBytes: number; back: string } | undefined,
   ) {}
 
   /**
@@ -94,7 +108,9 @@ export class StagingSession implements UnitStaging {
       await connection.run(`USE ${STAGING_CATALOG}`);
       await monitor.run(`USE ${STAGING_CATALOG}`);
     }
-    const session = new StagingSession(path, instance, connection, monitor);
+    const limit = settings['memory_limit'];
+    const eviction = layout.evictCacheAboveBytes !== undefined && limit !== undefined ? { aboveBytes: layout.evictCacheAboveBytes, back: limit } : undefined;
+    const session = new StagingSession(path, instance, connection, monitor, eviction);
     // A global setting that DuckDB ignores when given at create(): set on the connection.
     await session.sql(`SET disabled_compression_methods = '${STAGING_DISABLED_COMPRESSION}'`);
     await session.sql(VIEWS_DDL);
@@ -130,6 +146,44 @@ export class StagingSession implements UnitStaging {
 
   setBeforeStatement(hook: (connection: DuckDBConnection) => Promise<void>): void {
     this.beforeStatement = hook;
+  }
+
+  /**
+   * Called by the unit ledger on the connection right after a group's COMMIT. DuckDB keeps the blocks its
+   * checkpoints wrote cached (tag BASE_TABLE) until memory_limit forces them out, so with an eviction layout
+   * (SMALL_STAGING in limits.ts), once that cache holds more than its threshold, memory_limit is lowered to
+   * what DuckDB holds besides the cache plus CACHE_FLOOR_BYTES and EVICTION_HEADROOM_BYTES, and set back:
+   * DuckDB evicts unpinned blocks to meet a lower limit (it has no other call that does).
+   *
+   * The headroom is for the statements that run while the limit is low, setting it back among them (the
+   * memory self-check's query on the monitor connection may run meanwhile): with a fixed 1 MiB limit, which
+   * the floor nearly fills, setting it back failed ("Out of Memory Error: failed to allocate data of size
+   * 2.0 KiB (1.0 MiB/1.0 MiB used)") in 3 of 12 long small-staging runs on a loaded machine, failing the
+   * extractor. A lower limit that DuckDB refuses is ignored; setting it back is retried a few times.
+   */
+  async afterCommit(connection: DuckDBConnection): Promise<void> {
+    if (this.eviction === undefined) return;
+    const reader = await connection.runAndReadAll('SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0');
+    let cachedBytes = 0;
+    let totalBytes = 0;
+    for (const [tag, bytes] of reader.getRows()) {
+      totalBytes += Number(bytes);
+      if (tag === CACHED_BLOCKS_TAG) cachedBytes += Number(bytes);
+    }
+    if (cachedBytes <= this.eviction.aboveBytes) return;
+    const lowKiB = Math.ceil((totalBytes - cachedBytes + CACHE_FLOOR_BYTES + EVICTION_HEADROOM_BYTES) / 1024);
+    await connection.run(`SET memory_limit = '${lowKiB}KiB'`).catch(() => undefined);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await connection.run(`SET memory_limit = '${this.eviction.back}'`);
+        return;
+      } catch (error) {
+        if (attempt >= RESTORE_ATTEMPTS) {
+          throw new Error(`the staging database ${this.path}: memory_limit could not be set back to ${this.eviction.back} after evicting its cached blocks (${error instanceof Error ? error.message : String(error)})`);
+        }
+        await sleep(RESTORE_RETRY_MS * attempt);
+      }
+    }
   }
 
   /**

@@ -179,7 +179,7 @@ async function execute<Options>(extractor: Extractor<Options>, channel: Channel,
       ? { memoryCapBytes: SMALL_STAGING.memoryBytes, blockSizeBytes: SMALL_STAGING.blockSizeBytes, checkpointThresholdBytes: SMALL_STAGING.checkpointThresholdBytes }
       : { memoryCapBytes: STAGING_WRITER_MEMORY_BYTES }),
   });
-  const layout = small ? { rowGroupRows: SMALL_STAGING.rowGroupRows } : {};
+  const layout = small ? { rowGroupRows: SMALL_STAGING.rowGroupRows, evictCacheAboveBytes: SMALL_STAGING.evictCacheAboveBytes } : {};
 
   // The prepare step's slow first reads (a server's listing) run while DuckDB is loaded and the staging
   // file opened; its promise settles first, so that the main thread is not blocked loading DuckDB while

@@ -43,10 +43,14 @@ export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
  * before, 123 MiB now, the 1× stores unchanged (107-111 MiB). A bulk writer must not use it: the
  * 10× metric-history spilled and re-read its rows, 2.7× the CPU time.
  *
- * The last two fields keep less of what the database has committed in memory. Left to DuckDB, committed rows
- * stay in in-memory row groups until the WAL reaches 16 MiB: mlflow-runs on the 10× SQLite store ended with 6 MiB
- * of them. (A third step, lowering memory_limit after each commit to evict cached blocks, measured 113-114 MiB at
- * 10× against 120-122 MiB, but was removed: an Appender allocating while the limit was low failed the run.)
+ * The last three fields keep what the database has committed on disk instead of in memory. Left to DuckDB,
+ * committed rows stay in in-memory row groups until the WAL reaches 16 MiB, and the blocks of every
+ * checkpoint stay cached until memory_limit forces them out; both grew with the run: mlflow-runs on the 10×
+ * SQLite store ended with 6 MiB of in-memory rows and 8 MiB in DuckDB's buffers (duckdb_memory()), the 1× store
+ * with 2.6 MiB. With all three, DuckDB's memory at the end of mlflow-runs is 1.5 MiB on the 1× SQLite store and
+ * 2.0-2.3 MiB on the 10× and 30× stores (without the eviction: 4.6-5.0 and 5.6-6.9 MiB); peak RSS of the whole
+ * extractor (`/usr/bin/time`, 2 runs each) 1× 110 MiB, 10× 117-121 MiB, 30× 123-124 MiB (without the eviction:
+ * 10× 121-124, 30× 130-131 MiB), CPU time within noise.
  */
 export const SMALL_STAGING = {
   memoryBytes: 8 * 1024 * 1024,
@@ -60,6 +64,12 @@ export const SMALL_STAGING = {
    * with the table). 2,048 is the smallest DuckDB accepts.
    */
   rowGroupRows: 2048,
+  /**
+   * Blocks DuckDB may keep cached (written by checkpoints, tag BASE_TABLE) before they are evicted after a group
+   * commit (context.ts afterCommit). Left alone they fill memory_limit as the tables grow: 0.7 MiB at the end of
+   * mlflow-runs on the 1× store, 3.6-3.9 MiB on the 10× and 4.7-6 MiB on the 30× store.
+   */
+  evictCacheAboveBytes: 2 * 1024 * 1024,
 } as const;
 /**
  * DuckDB compression methods a staging database does not use. FSST's analysis of a string column at a
