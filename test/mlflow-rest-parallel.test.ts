@@ -326,7 +326,9 @@ test('the history prefetch drops the plan of runs behind its windows, so what it
   const reader = new RestReader(server.base, { attempts: 1 });
   const byId = new Map(runs.map((run) => [run.id, run]));
   const listed = await listAll(reader);
-  t.is(reader.plannedRuns, 600, 'every listed run is planned');
+  t.is(reader.plannedRuns, 0, 'nothing is planned before history is asked for');
+  await reader.metricKeys(listed[0]!);
+  t.is(reader.plannedRuns, 600, 'every listed run not read yet is planned at the first history call');
   let most = 0;
   let points = 0;
   for (const [index, run] of listed.entries()) {
@@ -342,4 +344,23 @@ test('the history prefetch drops the plan of runs behind its windows, so what it
   t.is(points, 600 * 3 + 300 * 3);
   t.true(most <= 300, `at most the runs from the current window on are held in the second half (${most})`);
   t.true(server.calls.filter((call) => call.route.endsWith('/get-history')).length === 0, 'all history came from the prefetch');
+});
+
+test('a consumer that reads run data but never history (mlflow-runs) keeps no plan, however many runs it lists', async (t) => {
+  const runs: FakeRun[] = Array.from({ length: 3000 }, (_, index) => ({ id: runId(index), start: 10_000 + index, keys: ['loss', 'acc'] }));
+  const server = await fakeServer(runs);
+  t.teardown(server.close);
+  const reader = new RestReader(server.base, { attempts: 1 });
+  let read = 0;
+  let most = 0;
+  for await (const listing of reader.runs(['1'], { includeDeleted: false })) {
+    if (!listing.ok) continue;
+    const data = await reader.runData(listing.run);
+    t.deepEqual(data.latestMetrics.map((metric) => metric.key).sort(), ['acc', 'loss']);
+    read++;
+    most = Math.max(most, reader.plannedRuns);
+  }
+  await reader.close();
+  t.is(read, 3000);
+  t.is(most, 0, `runs planned for a history prefetch nobody asked for: ${most}`);
 });

@@ -195,9 +195,13 @@ export class RestReader implements MlflowReader {
   /**
    * Listed runs in listing order: what the metric-history prefetch follows. Entries behind the oldest
    * open window are dropped (runs are read in listing order), so the plan does not grow with the store.
+   * Kept only once history is asked for (see startPlanning): a consumer that never reads history
+   * (mlflow-runs, mlflow-artifacts) would otherwise hold every listed run's metric keys to the end.
    */
   private readonly plan: (PlannedRun | undefined)[] = [];
   private readonly planPosition = new Map<string, number>();
+  /** Whether metric history was asked for (runs listed from then on are planned). */
+  private planning = false;
   /** Plan positions below this were dropped. */
   private planDropped = 0;
   /** Plan positions below this were given to a window. */
@@ -453,7 +457,18 @@ export class RestReader implements MlflowReader {
     })();
   }
 
+  /**
+   * The first call that reads history plans the runs listed and not read yet (the listing's buffer, in
+   * listing order, as `listed` keeps them), and every run listed after it.
+   */
+  private startPlanning(): void {
+    if (this.planning) return;
+    this.planning = true;
+    for (const [runId, data] of this.listed) this.addToPlan(runId, data);
+  }
+
   private addToPlan(runId: string, data: RunData): void {
+    if (!this.planning) return;
     const keys = [...new Set(data.latestMetrics.map((metric) => metric.key))];
     if (keys.length === 0) return;
     this.planPosition.set(runId, this.plan.length);
@@ -477,6 +492,7 @@ export class RestReader implements MlflowReader {
   }
 
   async metricKeys(run: RunInfo): Promise<string[]> {
+    this.startPlanning();
     // A listed run whose data was already read still has its keys in the plan (no runs/get needed).
     const position = this.listed.has(run.runId) ? undefined : this.planPosition.get(run.runId);
     const planned = position === undefined ? undefined : this.plan[position];
@@ -486,6 +502,7 @@ export class RestReader implements MlflowReader {
   }
 
   async *metricHistory(run: RunInfo, key: string): AsyncGenerator<MetricPoint[]> {
+    this.startPlanning();
     let token: string | undefined;
     const prefetched = await this.prefetchedHistory(run.runId, key);
     if (prefetched !== undefined) {
