@@ -47,10 +47,11 @@ export const STAGING_WRITER_MEMORY_BYTES = 16 * 1024 * 1024;
  * committed rows stay in in-memory row groups until the WAL reaches 16 MiB, and the blocks of every
  * checkpoint stay cached until memory_limit forces them out; both grew with the run: mlflow-runs on the 10×
  * SQLite store ended with 6 MiB of in-memory rows and 8 MiB in DuckDB's buffers (duckdb_memory()), the 1× store
- * with 2.6 MiB. With all three, DuckDB's memory at the end of mlflow-runs is 1.5 MiB on the 1× SQLite store and
- * 2.0-2.3 MiB on the 10× and 30× stores (without the eviction: 4.6-5.0 and 5.6-6.9 MiB); peak RSS of the whole
- * extractor (`/usr/bin/time`, 2 runs each) 1× 110 MiB, 10× 117-121 MiB, 30× 123-124 MiB (without the eviction:
- * 10× 121-124, 30× 130-131 MiB), CPU time within noise.
+ * with 2.6 MiB. With all three, DuckDB's memory during mlflow-runs stays at or below 4 MiB on the 10× and 30×
+ * SQLite stores (1.5 MiB at the end of the 1× store; without the eviction 4.6-5.0 MiB at the end of the 10× and
+ * 5.6-6.9 MiB of the 30× store); peak RSS of the whole extractor in bench/extract (medians of 3) 109, 116 and
+ * 120 MiB on the 1×, 10× and 30× SQLite stores (without the eviction: 10× 121-124, 30× 130-131 MiB with
+ * `/usr/bin/time`), CPU time within noise.
  */
 export const SMALL_STAGING = {
   memoryBytes: 8 * 1024 * 1024,
