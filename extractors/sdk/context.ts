@@ -159,11 +159,14 @@ export class StagingSession implements UnitStaging {
    * memory self-check's query on the monitor connection may run meanwhile): with a fixed 1 MiB limit, which
    * the floor nearly fills, setting it back failed ("Out of Memory Error: failed to allocate data of size
    * 2.0 KiB (1.0 MiB/1.0 MiB used)") in 3 of 12 long small-staging runs on a loaded machine, failing the
-   * extractor. A lower limit that DuckDB refuses is ignored; setting it back is retried a few times.
+   * extractor. A lower limit that DuckDB refuses is ignored; setting it back is retried a few times, and the
+   * extractor fails (its group already committed) when that never succeeds, rather than go on at the low limit.
    */
   async afterCommit(connection: DuckDBConnection): Promise<void> {
     if (this.eviction === undefined) return;
-    const reader = await connection.runAndReadAll('SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0');
+    // The eviction only saves memory: when DuckDB cannot even say what it holds, it is skipped.
+    const reader = await connection.runAndReadAll('SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0').catch(() => undefined);
+    if (reader === undefined) return;
     let cachedBytes = 0;
     let totalBytes = 0;
     for (const [tag, bytes] of reader.getRows()) {
