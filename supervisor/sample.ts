@@ -284,6 +284,10 @@ export class ProcessTree {
       this.scratch = proc.fields;
       proc.fields = fields;
       if (isDeadState(fields.state)) continue;
+      // Resident pages from statm on full reads too (see ProcHandle.residentPages): stat's figure may be the
+      // kernel's per-CPU approximation, and light reads compare against what the full read recorded.
+      const exactPages = handle ? handle.residentPages() : -1;
+      if (exactPages >= 0) fields.rssPages = exactPages;
       treeSwap += this.admit(proc, hostSwap, swapReadAll, now, pidCursor, walk);
     }
     noteSwapWalk(this.swapReads, hostSwap, now, swapReadAll, treeSwap);
