@@ -35,6 +35,12 @@ const EVICTION_HEADROOM_BYTES = 512 * 1024;
 const RESTORE_ATTEMPTS = 5;
 const RESTORE_RETRY_MS = 10;
 
+/** DuckDB's accounted memory by tag (duckdb_memory()), largest first, tags holding nothing left out. */
+async function memoryByTag(connection: DuckDBConnection): Promise<[string, number][]> {
+  const reader = await connection.runAndReadAll('SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY memory_usage_bytes DESC');
+  return reader.getRows().map(([tag, bytes]) => [String(tag), Number(bytes)]);
+}
+
 /** A final checkpoint of at most this much WAL writes its rows uncompressed (see closeNow). */
 const UNCOMPRESSED_LAST_CHECKPOINT_BYTES = 16 * 1024 * 1024;
 
@@ -165,13 +171,13 @@ export class StagingSession implements UnitStaging {
   async afterCommit(connection: DuckDBConnection): Promise<void> {
     if (this.eviction === undefined) return;
     // The eviction only saves memory: when DuckDB cannot even say what it holds, it is skipped.
-    const reader = await connection.runAndReadAll('SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0').catch(() => undefined);
-    if (reader === undefined) return;
+    const byTag = await memoryByTag(connection).catch(() => undefined);
+    if (byTag === undefined) return;
     let cachedBytes = 0;
     let totalBytes = 0;
-    for (const [tag, bytes] of reader.getRows()) {
-      totalBytes += Number(bytes);
-      if (tag === CACHED_BLOCKS_TAG) cachedBytes += Number(bytes);
+    for (const [tag, bytes] of byTag) {
+      totalBytes += bytes;
+      if (tag === CACHED_BLOCKS_TAG) cachedBytes += bytes;
     }
     if (cachedBytes <= this.eviction.aboveBytes) return;
     const lowKiB = Math.ceil((totalBytes - cachedBytes + CACHE_FLOOR_BYTES + EVICTION_HEADROOM_BYTES) / 1024);
@@ -282,10 +288,8 @@ export class StagingSession implements UnitStaging {
   /** DuckDB's memory by tag (debug trace). */
   async duckdbMemoryByTag(): Promise<string> {
     if (this.closing !== undefined) return '';
-    const reader = await this.monitor.runAndReadAll(
-      "SELECT tag, round(memory_usage_bytes / 1048576, 1) FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY memory_usage_bytes DESC",
-    );
-    return reader.getRows().map(([tag, mib]) => `${String(tag)}=${String(mib)}`).join(' ');
+    const byTag = await memoryByTag(this.monitor);
+    return byTag.map(([tag, bytes]) => `${tag}=${Math.round(bytes / 104857.6) / 10}`).join(' ');
   }
 
   /**
