@@ -14,6 +14,8 @@ interface FakeRun {
   id: string;
   start: number | null;
   keys: string[];
+  /** Its experiment's id ('1' when unset). */
+  experiment?: string;
 }
 
 interface FakePoint {
@@ -25,7 +27,7 @@ interface FakePoint {
 interface FakeServer {
   base: string;
   /** Every request: route, and its max_results (undefined when missing). */
-  calls: { route: string; maxResults: string | undefined; filter?: string; firstPage?: boolean }[];
+  calls: { route: string; maxResults: string | undefined; filter?: string; firstPage?: boolean; experimentIds?: string[] }[];
   /** The most searches the server had in progress at once. */
   peakSearches: number;
   close: () => Promise<void>;
@@ -63,6 +65,8 @@ interface FakeOptions {
   storeType?: string | undefined;
   /** Page tokens in another format than MLflow's. */
   otherTokens?: boolean;
+  /** Experiment ids experiments/search lists (['1'] when unset). */
+  experiments?: string[];
 }
 
 async function fakeServer(runList: FakeRun[], options: FakeOptions = { storeType: 'SqlStore' }): Promise<FakeServer> {
@@ -84,13 +88,19 @@ async function fakeServer(runList: FakeRun[], options: FakeOptions = { storeType
       }
       if (url.pathname === '/api/2.0/mlflow/experiments/search') {
         calls.push({ route: url.pathname, maxResults: undefined });
-        response.end(JSON.stringify({ experiments: [{ experiment_id: '1', name: 'one', lifecycle_stage: 'active' }] }));
+        const ids = options.experiments ?? ['1'];
+        response.end(JSON.stringify({ experiments: ids.map((id) => ({ experiment_id: id, name: id === '1' ? 'one' : `experiment ${id}`, lifecycle_stage: 'active' })) }));
         return;
       }
       if (url.pathname === '/api/2.0/mlflow/runs/search') {
-        const query = JSON.parse(body) as { max_results?: number; order_by?: string[]; filter?: string; page_token?: string };
+        const query = JSON.parse(body) as { experiment_ids?: string[]; max_results?: number; order_by?: string[]; filter?: string; page_token?: string };
+        const experimentIds = query.experiment_ids ?? [];
         calls.push({
-          route: url.pathname, maxResults: query.max_results === undefined ? undefined : String(query.max_results), ...(query.filter !== undefined ? { filter: query.filter } : {}), firstPage: query.page_token === undefined,
+          route: url.pathname,
+          maxResults: query.max_results === undefined ? undefined : String(query.max_results),
+          ...(query.filter !== undefined ? { filter: query.filter } : {}),
+          firstPage: query.page_token === undefined,
+          experimentIds,
         });
         searching++;
         state.peakSearches = Math.max(state.peakSearches, searching);
@@ -98,7 +108,7 @@ async function fakeServer(runList: FakeRun[], options: FakeOptions = { storeType
         searching--;
         if ((query.order_by ?? [])[0] !== 'attributes.start_time ASC') throw new Error(`unexpected order_by ${JSON.stringify(query.order_by)}`);
         // MLflow's SQL store: runs without start_time last, ties by run id.
-        const found = [...runs.values()].sort((a, b) => {
+        const found = [...runs.values()].filter((run) => experimentIds.includes(run.experiment ?? '1')).sort((a, b) => {
           if (a.start === null || b.start === null) return (a.start === null ? 1 : 0) - (b.start === null ? 1 : 0) || a.id.localeCompare(b.id);
           return a.start - b.start || a.id.localeCompare(b.id);
         });
@@ -107,7 +117,7 @@ async function fakeServer(runList: FakeRun[], options: FakeOptions = { storeType
         const page = found.slice(offset, offset + max);
         response.end(JSON.stringify({
           runs: page.map((run) => ({
-            info: { run_id: run.id, experiment_id: '1', status: 'FINISHED', ...(run.start !== null ? { start_time: run.start } : {}), lifecycle_stage: 'active' },
+            info: { run_id: run.id, experiment_id: run.experiment ?? '1', status: 'FINISHED', ...(run.start !== null ? { start_time: run.start } : {}), lifecycle_stage: 'active' },
             data: { metrics: run.keys.map((key) => ({ key, value: 1, timestamp: 1, step: (lengths.get(`${run.id}/${key}`) ?? 3) - 1 })) },
           })),
           ...(offset + max < found.length ? { next_page_token: options.otherTokens ? Buffer.from(`page:${offset + max}`).toString('base64') : token(offset + max) } : {}),
@@ -203,6 +213,33 @@ test('a long listing on a SQL-backed server asks for pages of at most 200 runs, 
   const sizes = server.calls.filter((call) => call.route.endsWith('/runs/search')).map((call) => Number(call.maxResults));
   t.true(sizes.length > 3000 / 200, `${sizes.length} requests`);
   t.is(Math.max(...sizes), 200, `page sizes asked: ${[...new Set(sizes)].join(', ')}`);
+});
+
+test('on a SQL-backed server the chosen experiments are listed together in one listing; elsewhere one experiment at a time', async (t) => {
+  // An empty experiment, a short one and a long one, their start times interleaved.
+  const runs: FakeRun[] = Array.from({ length: 446 }, (_, index) => ({ id: runId(index), start: 30_000 + ((index * 37) % 446), keys: [], experiment: index % 12 === 0 ? '7' : '3' }));
+  const experiments = ['3', '5', '7'];
+  for (const storeType of ['SqlStore', 'FileStore']) {
+    const server = await fakeServer(runs, { storeType, experiments, searchDelayMs: 1 });
+    const reader = new RestReader(server.base, { attempts: 1 });
+    const listed: RunInfo[] = [];
+    for await (const listing of reader.runs(experiments, { includeDeleted: false })) if (listing.ok) listed.push(listing.run);
+    await reader.close();
+    await server.close();
+    const searches = server.calls.filter((call) => call.route.endsWith('/runs/search'));
+    const asked = new Set(searches.map((call) => call.experimentIds!.join(',')));
+    if (storeType === 'SqlStore') {
+      // One listing over all three, in the order of one sequential listing of them together.
+      t.deepEqual(listed.map((run) => run.runId), sequentialOrder(runs));
+      t.deepEqual([...asked], ['3,5,7']);
+      t.true(searches.length <= Math.ceil(446 / 100) + 3, `${searches.length} runs/search requests`);
+    } else {
+      // Experiment after experiment, each in its own order.
+      t.deepEqual(listed.map((run) => run.runId), ['3', '7'].flatMap((id) => sequentialOrder(runs.filter((run) => run.experiment === id))));
+      t.deepEqual([...asked].sort(), ['3', '5', '7']);
+    }
+    t.deepEqual([...new Set(listed.map((run) => run.experimentId))].sort(), ['3', '7']);
+  }
 });
 
 for (const [what, options] of [

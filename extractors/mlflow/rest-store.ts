@@ -1,7 +1,7 @@
 // Reader for an MLflow tracking server over its REST API: experiments/search and runs/search paged
-// with page tokens (max_results always sent: an omitted one means 0 to some server versions); a long
-// experiment listing is split into attributes.start_time ranges fetched in parallel (same runs, same
-// order as one sequential listing). Params, tags, latest metrics and dataset inputs are taken from the
+// with page tokens (max_results always sent: an omitted one means 0 to some server versions); on a
+// SQL-backed server the chosen experiments are listed together, in offset pages fetched in parallel (same
+// runs, same order as one sequential listing). Params, tags, latest metrics and dataset inputs are taken from the
 // runs/search pages (runs/get only for a run not listed by this reader, e.g. on a resume). Metric
 // history is prefetched for windows of listed runs, in listing order: one get-history-bulk request per
 // metric key for up to 100 runs (lossless below its 25 000-point cap; a capped answer is re-asked for
@@ -35,12 +35,12 @@ import path from 'node:path';
 
 const SEARCH_PAGE = 1000;
 /**
- * Parallel listing (SQL-backed servers): a first page of PARALLEL_PAGE runs per experiment, then
+ * Parallel listing (SQL-backed servers): a first page of PARALLEL_PAGE runs per listing, then
  * PARALLEL_PAGES pages in flight, of PARALLEL_PAGE runs, twice as many after every PAGES_PER_SIZE pages
  * (up to PARALLEL_PAGE_MAX). A page costs the server ~25 ms plus ~2 ms per run (MLflow 3, SQLite): pages
  * of equal, moderate size keep its workers equally busy and the last page short (pages doubling from the
  * first made the last page the longest, alone at the end); the growth keeps the number of requests
- * small for long experiments. At most PARALLEL_PAGES - 1 pages are asked past the end (a fixed cost each).
+ * small for long listings. At most PARALLEL_PAGES - 1 pages are asked past the end (a fixed cost each).
  *
  * PARALLEL_PAGE_MAX bounds what the pages in flight hold (a run with its params, tags and metrics is ~1 KB
  * of JSON, and more once parsed): with pages of up to SEARCH_PAGE, mlflow-runs on the 10× store peaked at
@@ -53,6 +53,8 @@ const PARALLEL_PAGES = 3;
 const PAGES_PER_SIZE = 4;
 /** Offset pages asked together with an experiment's first page, before its token shows they are MLflow's offset pages. */
 const SPECULATIVE_PAGES = 1;
+/** Experiments one runs/search listing asks for on a SQL-backed server (see listRuns). */
+const EXPERIMENTS_PER_LISTING = 100;
 /** Experiments whose listing is requested while an earlier one is still being yielded. */
 const EXPERIMENT_LOOKAHEAD = 2;
 const HISTORY_PAGE = 25_000;
@@ -309,7 +311,11 @@ export class RestReader implements MlflowReader {
   private async *listRuns(experimentIds: readonly string[], query: RunQuery): AsyncGenerator<RunListing> {
     const seen = new Set<string>();
     const sqlBacked = experimentIds.length > 0 && (await this.sqlBacked());
-    const sources = experimentIds.map((experimentId) => () => this.experimentRuns(experimentId, query, sqlBacked)[Symbol.asyncIterator]());
+    // A SQL-backed server lists many experiments in one runs/search as cheaply as one (its cost is per
+    // page and per run), so their runs are listed together: fewer pages, and no page asked past the end
+    // of every short experiment. A FileStore-backed server reads every experiment asked for per page.
+    const groups = sqlBacked ? chunks(experimentIds, EXPERIMENTS_PER_LISTING) : experimentIds.map((experimentId) => [experimentId]);
+    const sources = groups.map((group) => () => this.listingPages(group, query, sqlBacked)[Symbol.asyncIterator]());
     for await (const page of inOrderWithLookahead(sources, EXPERIMENT_LOOKAHEAD)) {
       // The whole page goes into the plan first: a caller that reads history while listing gets it prefetched for the page.
       const infos: RunInfo[] = [];
@@ -332,9 +338,9 @@ export class RestReader implements MlflowReader {
   }
 
   /** One runs/search request (a page of raw runs, and the token of the next one). */
-  private async searchRuns(experimentId: string, query: RunQuery, page: { max: number; token?: string | undefined }): Promise<{ runs: Json[]; next: string | undefined }> {
+  private async searchRuns(experimentIds: readonly string[], query: RunQuery, page: { max: number; token?: string | undefined }): Promise<{ runs: Json[]; next: string | undefined }> {
     const answer = await this.client.json('POST', '/api/2.0/mlflow/runs/search', {
-      experiment_ids: [experimentId],
+      experiment_ids: experimentIds,
       run_view_type: query.includeDeleted ? 'ALL' : 'ACTIVE_ONLY',
       max_results: page.max,
       order_by: ['attributes.start_time ASC'],
@@ -346,7 +352,7 @@ export class RestReader implements MlflowReader {
 
   /**
    * Whether the server says (server-info, MLflow ≥ 3) that it is SQL-backed, where a page of runs costs
-   * the runs it returns: there, pages may be requested at once (experimentRuns). A FileStore-backed
+   * the runs it returns: there, pages may be requested at once (listingPages). A FileStore-backed
    * server reads the whole experiment for every page, so parallel pages would multiply its work.
    */
   private sqlBacked(): Promise<boolean> {
@@ -358,7 +364,7 @@ export class RestReader implements MlflowReader {
   }
 
   /**
-   * The runs of one experiment by start_time ascending, in pages: plain paging with the server's tokens,
+   * The runs of one or more experiments by start_time ascending, in pages: plain paging with the server's tokens,
    * or, on a SQL-backed server, a first page of PARALLEL_PAGE runs and then, when its page token is
    * MLflow's offset token (so a token for any offset means what it says), pages requested a few at once
    * with tokens for their offsets: the very pages sequential paging gets (same runs, same order), yielded
@@ -366,12 +372,12 @@ export class RestReader implements MlflowReader {
    * offset pages are asked together with the first page (the server works on them while this process is
    * busy loading, instead of idling until the first answer is handled) and dropped if the test fails.
    */
-  private async *experimentRuns(experimentId: string, query: RunQuery, sqlBacked: boolean): AsyncGenerator<Json[]> {
+  private async *listingPages(experimentIds: readonly string[], query: RunQuery, sqlBacked: boolean): AsyncGenerator<Json[]> {
     let token: string | undefined;
     if (sqlBacked) {
-      const first = this.searchRuns(experimentId, query, { max: PARALLEL_PAGE });
+      const first = this.searchRuns(experimentIds, query, { max: PARALLEL_PAGE });
       // Its requests stop by themselves unless the first page's token is the offset token tested below.
-      const rest = this.offsetPages(experimentId, query, PARALLEL_PAGE, first);
+      const rest = this.offsetPages(experimentIds, query, PARALLEL_PAGE, first);
       const firstPage = await first;
       if (firstPage.next !== undefined && firstPage.next === offsetToken(PARALLEL_PAGE)) {
         if (firstPage.runs.length > 0) yield firstPage.runs;
@@ -384,19 +390,19 @@ export class RestReader implements MlflowReader {
     }
     // duckvisor: allow no-progress-in-loop -- a reader's page loop: the extractor consuming this generator reports progress per run
     do {
-      const page = await this.searchRuns(experimentId, query, { max: SEARCH_PAGE, token });
+      const page = await this.searchRuns(experimentIds, query, { max: SEARCH_PAGE, token });
       if (page.runs.length > 0) yield page.runs;
       token = page.next;
     } while (token !== undefined);
   }
 
   /**
-   * Pages of one experiment from `start` on, requested a few at once with offset tokens (see
-   * experimentRuns); the first requests go out at once, before the pages are iterated. While `first`
+   * Pages of one listing from `start` on, requested a few at once with offset tokens (see
+   * listingPages); the first requests go out at once, before the pages are iterated. While `first`
    * (the page before `start`) is unanswered, SPECULATIVE_PAGES at most; none past a `first` that ends
    * the listing; none at all once `first` failed or its token is not MLflow's offset token.
    */
-  private offsetPages(experimentId: string, query: RunQuery, start: number, first: Promise<{ next: string | undefined }>): AsyncGenerator<Json[]> {
+  private offsetPages(experimentIds: readonly string[], query: RunQuery, start: number, first: Promise<{ next: string | undefined }>): AsyncGenerator<Json[]> {
     // Pages are requested as answers arrive (not as the caller consumes them, which may take a while):
     // PARALLEL_PAGES unanswered at most, and at most PARALLEL_PAGES answered pages waiting to be consumed.
     const requested: Promise<{ runs: Json[]; next: string | undefined }>[] = [];
@@ -409,7 +415,7 @@ export class RestReader implements MlflowReader {
     let confirmed = false;
     first.then(
       (answer) => {
-        // Not MLflow's offset token: experimentRuns pages with the server's tokens instead.
+        // Not MLflow's offset token: listingPages pages with the server's tokens instead.
         if (answer.next !== undefined && answer.next !== offsetToken(start)) stopped = true;
         if (answer.next === undefined) ended = true;
         confirmed = true;
@@ -423,7 +429,7 @@ export class RestReader implements MlflowReader {
       // duckvisor: allow no-progress-in-loop -- launches at most PARALLEL_PAGES requests; the extractor consuming the pages reports progress per run
       while (!ended && !stopped && unanswered < (confirmed ? PARALLEL_PAGES : SPECULATIVE_PAGES) && requested.length < 2 * PARALLEL_PAGES) {
         const max = Math.min(PARALLEL_PAGE_MAX, PARALLEL_PAGE * 2 ** Math.floor(launched++ / PAGES_PER_SIZE));
-        const page = this.searchRuns(experimentId, query, { max, token: offsetToken(offset) });
+        const page = this.searchRuns(experimentIds, query, { max, token: offsetToken(offset) });
         unanswered++;
         page.then(
           (answer) => {
@@ -730,6 +736,12 @@ export class RestReader implements MlflowReader {
 }
 
 /** What identifies a run listing: the same experiments in the same order, and the same query. */
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let from = 0; from < items.length; from += size) out.push(items.slice(from, from + size));
+  return out;
+}
+
 function runsKey(experimentIds: readonly string[], query: RunQuery): string {
   const filter = query.filter !== undefined && query.filter.trim() !== '' ? query.filter : '';
   return JSON.stringify([experimentIds, query.includeDeleted, filter]);
