@@ -10,8 +10,9 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { openChannel, type Channel } from './sdk/channel.js';
+import { duckdb } from './sdk/duckdb.js';
 import { duckdbSettings, parseRssLimit, temporaryDirectoryFor } from './sdk/limits.js';
 import { childEnv } from './sdk/protocol.js';
 import { checkIdentifier } from './sdk/table.js';
@@ -60,7 +61,7 @@ async function openWarehouse(file: string, settings: Record<string, string>, cha
   let lastHolder: number | undefined | null = null;
   for (;;) {
     try {
-      return await DuckDBInstance.create(file, settings);
+      return await duckdb().DuckDBInstance.create(file, settings);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const holder = lockHolderPid(message);

@@ -9,7 +9,8 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
+import { duckdb } from '../sdk/duckdb.js';
 import { duckdbSettings, parseRssLimit } from '../sdk/limits.js';
 import { childEnv } from '../sdk/protocol.js';
 
@@ -61,7 +62,7 @@ async function copyUnderReadLock(warehouse: string, target: string, options: Sna
   for (;;) {
     let instance: DuckDBInstance | undefined;
     try {
-      instance = await DuckDBInstance.create(warehouse, { access_mode: 'READ_ONLY', threads: '1' });
+      instance = await duckdb().DuckDBInstance.create(warehouse, { access_mode: 'READ_ONLY', threads: '1' });
     } catch (error) {
       if (!isLockError(error)) {
         throw new Error(`cannot open the warehouse ${warehouse} read-only: ${error instanceof Error ? error.message : String(error)}`);
@@ -124,13 +125,13 @@ export async function openWarehouseSnapshot(options: SnapshotOptions): Promise<W
   try {
     if (existsSync(`${file}.wal`)) {
       // Fold the copied WAL into the copy, so the read-only attach below sees every committed row.
-      const writable = await DuckDBInstance.create(file, { threads: '1' });
+      const writable = await duckdb().DuckDBInstance.create(file, { threads: '1' });
       const merge = await writable.connect();
       await merge.run('CHECKPOINT');
       merge.closeSync();
       writable.closeSync();
     }
-    instance = await DuckDBInstance.create(':memory:', options.settings ?? defaultSettings(file));
+    instance = await duckdb().DuckDBInstance.create(':memory:', options.settings ?? defaultSettings(file));
     connection = await instance.connect();
     await connection.run(`ATTACH ${quote(file)} AS ${SNAPSHOT_SCHEMA} (READ_ONLY)`);
     await connection.run(`USE ${SNAPSHOT_SCHEMA}`);

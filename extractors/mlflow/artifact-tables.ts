@@ -17,8 +17,9 @@
 // sniffing it would give.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { CellValue, Columns } from '../sdk/api.js';
+import { duckdb } from '../sdk/duckdb.js';
 import { parseNpy } from './npy.js';
 
 export type TableFormat = 'csv' | 'json' | 'parquet' | 'npy';
@@ -188,7 +189,7 @@ export class ArtifactTableReader {
   }
 
   static async open(): Promise<ArtifactTableReader> {
-    const instance = await DuckDBInstance.create(':memory:', { threads: '1', memory_limit: '256MB', ...READER_CACHE_SETTINGS });
+    const instance = await duckdb().DuckDBInstance.create(':memory:', { threads: '1', memory_limit: '256MB', ...READER_CACHE_SETTINGS });
     return new ArtifactTableReader(instance, await instance.connect());
   }
 

@@ -1,8 +1,10 @@
 // @duckdb/node-api loaded with require(), and only when first used (StagingSession.open, normally).
 // Importing the CommonJS package from ESM makes Node pre-parse each of its files for named exports
-// (cjs-module-lexer): ~80 ms of CPU at every extractor start. Loading it takes ~150 ms of the main
+// (cjs-module-lexer): ~55-80 ms of CPU at every process start. Loading it takes ~60 ms of the main
 // thread even so; deferring it to StagingSession.open lets an extractor's prepare step (api.ts) start
-// its first slow reads (a tracking server's listing) before that. Types come from the package as usual.
+// its first slow reads (a tracking server's listing) before that. Every child (extractors, the
+// publisher, the derived extractors' warehouse snapshots, the artifact-table reader) loads it through
+// here; types come from the package as usual (`import type`).
 import { createRequire } from 'node:module';
 import type * as DuckDB from '@duckdb/node-api';
 
