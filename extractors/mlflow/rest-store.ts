@@ -1,16 +1,16 @@
-// Reader for an MLflow tracking server over its REST API: experiments/search and runs/search paged
-// with page tokens (max_results always sent: an omitted one means 0 to some server versions); on a
-// SQL-backed server the chosen experiments are listed together, in offset pages fetched in parallel (same
-// runs, same order as one sequential listing). Params, tags, latest metrics and dataset inputs are taken from the
-// runs/search pages (runs/get only for a run not listed by this reader, e.g. on a resume). Metric
-// history is prefetched for windows of listed runs, in listing order: one get-history-bulk request per
-// metric key for up to 100 runs (lossless below its 25 000-point cap; a capped answer is re-asked for
-// the runs it may have cut), or, where the server does not offer it, metrics/get-history per run and
-// key (25 000 points per page, as the Python client) with several requests in flight. Artifacts are
-// listed with artifacts/list and downloaded through the mlflow-artifacts proxy, the local artifact
-// path when this machine can see it, or /get-artifact. NaN/±Infinity arrive as the strings
-// "NaN"/"Infinity"/"-Infinity" (bare tokens from the Flask endpoints); a SQL-backed server's ±DBL_MAX
-// is decoded to ±Infinity like the SQL reader.
+// Reader for an MLflow tracking server over its REST API: experiments/search and runs/search paged with
+// page tokens (max_results always sent: an omitted one means 0 to some server versions); on a
+// SQL-backed server the chosen experiments are listed together, in offset pages fetched in parallel
+// (same runs, same order as one sequential listing). Params, tags, latest metrics and dataset inputs
+// are taken from the runs/search pages (runs/get only for a run not listed by this reader, e.g. on a
+// resume). Metric history is prefetched for windows of listed runs, in listing order: one
+// get-history-bulk request per metric key for up to 100 runs (lossless below its 25 000-point cap; a
+// capped answer is re-asked for the runs it may have cut), or, where the server does not offer it,
+// metrics/get-history per run and key (25 000 points per page, as the Python client) with several
+// requests in flight. Artifacts are listed with artifacts/list and downloaded through the
+// mlflow-artifacts proxy, the local artifact path when this machine can see it, or /get-artifact.
+// NaN/±Infinity arrive as the strings "NaN"/"Infinity"/"-Infinity" (bare tokens from the Flask
+// endpoints); a SQL-backed server's ±DBL_MAX is decoded to ±Infinity like the SQL reader.
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { chooseExperiments } from './experiment-choice.js';
@@ -37,25 +37,28 @@ const SEARCH_PAGE = 1000;
 /**
  * Parallel listing (SQL-backed servers): a first page of PARALLEL_PAGE runs per listing, then
  * PARALLEL_PAGES pages in flight, of PARALLEL_PAGE runs, twice as many after every PAGES_PER_SIZE pages
- * (up to PARALLEL_PAGE_MAX). A page costs the server ~25 ms plus ~2 ms per run (MLflow 3, SQLite): pages
+ * (up to PARALLEL_PAGE_MAX). A page costs the server ~11 ms plus ~0.85 ms per run (CPU of MLflow 3.17's
+ * uvicorn workers, SQLite store: 10 ms for an empty page, 92 ms for 100 runs, 450 ms for 500): pages
  * of equal, moderate size keep its workers equally busy and the last page short (pages doubling from the
  * first made the last page the longest, alone at the end); the growth keeps the number of requests
  * small for long listings. At most PARALLEL_PAGES - 1 pages are asked past the end (a fixed cost each).
  *
- * PARALLEL_PAGE_MAX bounds what the pages in flight hold (a run with its params, tags and metrics is ~1 KB
- * of JSON, and more once parsed): with pages of up to SEARCH_PAGE, mlflow-runs on the 10× store peaked at
- * 127-128 MiB against 107-109 MiB on the 1× store, whose experiments never get past 200-run pages; with
- * 200 at most, 122-123 MiB, in the same time within noise (more, smaller requests on a large store only).
+ * PARALLEL_PAGE_MAX bounds what the pages in flight hold (a run with its params, tags and metrics is ~1-3 KB
+ * of JSON, ~3 KB on the bench stores, and more once parsed): with pages of up to SEARCH_PAGE, mlflow-runs
+ * on the 10× store peaked at 127-128 MiB against 107-109 MiB on the 1× store, whose experiments never get
+ * past 200-run pages; with 200 at most, 122-123 MiB, in the same time within noise (more, smaller requests
+ * on a large store only). 100 at most saved another ~1.5 MiB at 10× (117-118 against 119-122 MiB, one
+ * listing of all experiments) and cost a 30× run ~10% of its time.
  */
 const PARALLEL_PAGE = 100;
 const PARALLEL_PAGE_MAX = 200;
 const PARALLEL_PAGES = 3;
 const PAGES_PER_SIZE = 4;
-/** Offset pages asked together with an experiment's first page, before its token shows they are MLflow's offset pages. */
+/** Offset pages asked together with a listing's first page, before its token shows they are MLflow's offset pages. */
 const SPECULATIVE_PAGES = 1;
 /** Experiments one runs/search listing asks for on a SQL-backed server (see listRuns). */
 const EXPERIMENTS_PER_LISTING = 100;
-/** Experiments whose listing is requested while an earlier one is still being yielded. */
+/** Listings (an experiment, or a group of them on a SQL-backed server) requested while an earlier one is still being yielded. */
 const EXPERIMENT_LOOKAHEAD = 2;
 const HISTORY_PAGE = 25_000;
 /**
