@@ -121,6 +121,22 @@ async function startServer(t: ExecutionContext, backendStoreUri: string, cwd: st
   }
 }
 
+/** The tracking server at `base` and the store it serves (`source`) read the same, row for row, with and without deleted runs. */
+async function assertSameAsServer(t: ExecutionContext, base: string, source: string): Promise<void> {
+  for (const includeDeleted of [false, true]) {
+    const rest = await openSource(base);
+    const direct = await openSource(source);
+    const fromRest = await dumpReader(rest, includeDeleted);
+    const fromStore = await dumpReader(direct, includeDeleted);
+    await rest.close();
+    await direct.close();
+    t.true(fromStore.runs.length > 0 && fromStore.artifacts.length > 0 && fromStore.history.length > 0);
+    for (const table of ['experiments', 'runs', 'params', 'tags', 'latest', 'history', 'artifacts', 'bad'] as const) {
+      t.deepEqual(fromRest[table], fromStore[table], `${table} (include_deleted ${includeDeleted})`);
+    }
+  }
+}
+
 if (!existsSync(mlflowBin)) {
   console.log(`skipping the live tracking-server test: ${mlflowBin} is missing (create it with: python3 -m venv .venv && .venv/bin/pip install -r test/fixtures/mlflow/requirements.txt)`);
   test.skip('REST reader against a live mlflow server equals the SQLite reader row for row', () => undefined);
@@ -133,18 +149,7 @@ if (!existsSync(mlflowBin)) {
     relocateArtifacts(copy.dir);
     const base = await startServer(t, `sqlite:///${path.join(copy.dir, 'mlflow.db')}`, copy.dir);
     if (base === undefined) return;
-    for (const includeDeleted of [false, true]) {
-      const rest = await openSource(base);
-      const sql = await openSource(sourceFor('sqlite', copy.dir));
-      const fromRest = await dumpReader(rest, includeDeleted);
-      const fromSql = await dumpReader(sql, includeDeleted);
-      await rest.close();
-      await sql.close();
-      t.true(fromSql.runs.length > 0 && fromSql.artifacts.length > 0 && fromSql.history.length > 0);
-      for (const table of ['experiments', 'runs', 'params', 'tags', 'latest', 'history', 'artifacts', 'bad'] as const) {
-        t.deepEqual(fromRest[table], fromSql[table], `${table} (include_deleted ${includeDeleted})`);
-      }
-    }
+    await assertSameAsServer(t, base, sourceFor('sqlite', copy.dir));
     // The mlflow-runs extractor (whose tracking-server listing starts before the extractor is loaded)
     // writes the same tables from the server as from the SQLite file.
     const work = tempDir();
@@ -185,18 +190,7 @@ if (!existsSync(mlflowBin)) {
     relocateFileStore(copy.dir);
     const base = await startServer(t, `file://${path.join(copy.dir, 'mlruns')}`, copy.dir, { MLFLOW_ALLOW_FILE_STORE: 'true' });
     if (base === undefined) return;
-    for (const includeDeleted of [false, true]) {
-      const rest = await openSource(base);
-      const files = await openSource(sourceFor('filestore', copy.dir));
-      const fromRest = await dumpReader(rest, includeDeleted);
-      const fromFiles = await dumpReader(files, includeDeleted);
-      await rest.close();
-      await files.close();
-      t.true(fromFiles.runs.length > 0 && fromFiles.artifacts.length > 0 && fromFiles.history.length > 0);
-      for (const table of ['experiments', 'runs', 'params', 'tags', 'latest', 'history', 'artifacts', 'bad'] as const) {
-        t.deepEqual(fromRest[table], fromFiles[table], `${table} (include_deleted ${includeDeleted})`);
-      }
-    }
+    await assertSameAsServer(t, base, sourceFor('filestore', copy.dir));
   });
 }
 
