@@ -1,8 +1,10 @@
 // Job dependencies (`after:`) with real daemons and real child processes: order within a cycle, skips when a
 // dependency fails, `start --with-deps`, the "waiting for" status, and a plain start that runs anyway.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import test from 'ava';
 import Database from 'better-sqlite3';
-import path from 'node:path';
 import { ctl, ctlJson, fixture, killQuietly, spawnDaemon, startDaemon, waitFor, writeConfig } from './helpers/duckvisord.js';
 
 const node = (script: string, ...args: string[]) => `[node, ${JSON.stringify(fixture(script))}${args.map((a) => `, ${JSON.stringify(a)}`).join('')}]`;
@@ -139,13 +141,17 @@ test('a dependency that fails and then succeeds on its retry lets its dependents
 });
 
 test('start --with-deps runs the dependencies first; status shows "waiting for: a, b"; a plain start runs anyway with a warning', async (t) => {
+  // a and b run until the test opens their gate (a file), so the checks made while they run do not race them.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dv-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const gate = (job: string): string => path.join(dir, `${job}.open`);
   const paths = writeConfig(
     `  a:
-    command: ${node('sleeper.mjs', '6', '12')}
+    command: ${node('gate.mjs', gate('a'))}
     heartbeat: stdout
     autostart: false
   b:
-    command: ${node('sleeper.mjs', '5', '10')}
+    command: ${node('gate.mjs', gate('b'))}
     heartbeat: stdout
     autostart: false
   c:
@@ -154,6 +160,8 @@ test('start --with-deps runs the dependencies first; status shows "waiting for: 
     autostart: false
     after: [a, b]
 `,
+    '',
+    dir,
   );
   const daemon = await startDaemon(paths.config);
   t.teardown(() => killQuietly(daemon.child.pid));
@@ -164,6 +172,11 @@ test('start --with-deps runs the dependencies first; status shows "waiting for: 
   t.is(started.cycle.root, 'c');
   t.deepEqual(started.cycle.members.map((m: any) => m.job), ['a', 'b', 'c']);
 
+  // A second cycle over the same jobs is refused while this one runs.
+  const again = await ctl(['--config', paths.config, 'start', 'c', '--with-deps']);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /still part of cycle/);
+
   const status = await ctlJson(paths.config, 'status');
   const c = status.jobs.find((job: any) => job.job === 'c');
   t.deepEqual(c.waiting_for, ['a', 'b']);
@@ -171,11 +184,8 @@ test('start --with-deps runs the dependencies first; status shows "waiting for: 
   const human = await ctl(['--config', paths.config, 'status']);
   t.regex(human.stdout, /^c\s+waiting\s.*waiting for: a, b$/m);
 
-  // A second cycle over the same jobs is refused while this one runs.
-  const again = await ctl(['--config', paths.config, 'start', 'c', '--with-deps']);
-  t.is(again.code, 1);
-  t.regex(again.stderr, /still part of cycle/);
-
+  writeFileSync(gate('a'), '');
+  writeFileSync(gate('b'), '');
   const cycle = await waitFor(async () => {
     const view = await ctlJson(paths.config, 'history', '--limit', '10');
     return view.length >= 3 && view.every((run: any) => run.state === 'succeeded') ? view : null;
@@ -191,6 +201,8 @@ test('start --with-deps runs the dependencies first; status shows "waiting for: 
   t.truthy(finished);
 
   // A second cycle in which a dependency is stopped: c is skipped; then a plain start of c still runs, and says so.
+  rmSync(gate('a'));
+  rmSync(gate('b'));
   const second = await ctl(['--config', paths.config, 'start', 'c', '--with-deps']);
   t.is(second.code, 0, second.stderr);
   t.regex(second.stdout, /^c\s+waiting\s+-\s+waiting for: a, b$/m);
@@ -200,6 +212,7 @@ test('start --with-deps runs the dependencies first; status shows "waiting for: 
     return runs[0]?.state === 'skipped' ? runs[0] : null;
   }, 20_000, 'c skipped after a was stopped');
   t.is(skipped.detail, 'dependency a failed (killed: operator)');
+  writeFileSync(gate('b'), '');
   await waitFor(async () => (await ctlJson(paths.config, 'status')).daemon.live === 0, 20_000, 'b to end');
 
   const plain = await ctl(['--config', paths.config, 'start', 'c']);
