@@ -47,7 +47,7 @@ const SEARCH_PAGE = 1000;
  * of JSON, ~3 KB on the bench stores, and more once parsed): with pages of up to SEARCH_PAGE, mlflow-runs
  * on the 10× store peaked at 127-128 MiB against 107-109 MiB on the 1× store, whose experiments never get
  * past 200-run pages; with 200 at most, 122-123 MiB, in the same time within noise (more, smaller requests
- * on a large store only). 100 at most saved another ~1.5 MiB at 10× (117-118 against 119-122 MiB, one
+ * on a large store only). 100 at most saved another ~1.5 MiB at 10× (115-116 against 116-119 MiB, one
  * listing of all experiments) and cost a 30× run ~10% of its time.
  */
 const PARALLEL_PAGE = 100;
