@@ -298,7 +298,7 @@ for (const scenario of chosenScenarios) {
     unavailable: unavailable.get(`${scenario.id}/${driver.name}`),
     results: results.get(scenario.id)?.get(driver.name) ?? [],
   }));
-  sections.push(renderTable(scenario, cells));
+  sections.push(renderTable(scenario, cells, { quick }));
   (json.scenarios as Record<string, unknown>)[scenario.id] = cells;
 }
 console.log(sections.join('\n'));

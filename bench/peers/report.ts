@@ -76,7 +76,7 @@ const systemdOnPaper: Record<string, string> = {
   overhead: 'on paper: in-kernel accounting, no daemon',
 };
 
-export function renderTable(scenario: Scenario, cells: Cell[]): string {
+export function renderTable(scenario: Scenario, cells: Cell[], options: { quick?: boolean } = {}): string {
   const ours = cells.find((cell) => cell.driver === 'duckvisor');
   const lines = [
     `### ${scenario.title}`,
@@ -88,7 +88,9 @@ export function renderTable(scenario: Scenario, cells: Cell[]): string {
     lines.push(`| ${cell.driver} | ${describe(scenario, cell)} | ${cell.driver === 'duckvisor' ? '1×' : ratio(scenario, ours, cell)} |`);
   }
   lines.push(`| systemd MemoryMax | ${systemdOnPaper[scenario.id] ?? 'on paper: –'} | – |`);
-  const met = ours !== undefined && ours.results.length > 0 && scenario.goalMet(ours.results);
-  lines.push('', `Goal for duckvisor: ${scenario.goal} — **${ours ? (met ? 'met' : 'NOT met') : 'not measured in this run'}**.`, '');
+  const peers = new Map(cells.filter((cell) => cell.driver !== 'duckvisor' && cell.unavailable === undefined).map((cell) => [cell.driver, cell.results]));
+  const met = ours !== undefined && ours.results.length > 0 && scenario.goalMet(ours.results, peers);
+  const verdict = ours === undefined ? 'not measured in this run' : options.quick === true && scenario.quickCaveat !== undefined ? `not judged: ${scenario.quickCaveat}` : met ? 'met' : 'NOT met';
+  lines.push('', `Goal for duckvisor: ${scenario.goal} — **${verdict}**.`, '');
   return lines.join('\n');
 }
