@@ -29,6 +29,7 @@ import { childEnv } from '../extractors/sdk/protocol.js';
 import { extractorProcessEnv } from '../extractors/sdk/process-env.js';
 import { compiledPath, projectRoot } from '../supervisor/paths.js';
 import { assembleResults } from './assemble-results.js';
+import { FLAT_RSS_MEANING, isFlatRss } from './flat-rss.js';
 import { machineLine } from './machine.js';
 import { watch } from './watch-process.js';
 
@@ -395,26 +396,23 @@ function goalLines(results: Measurement[]): string[] {
 const mib = (bytes: number): string => `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
+/** The issue's memory goal: peak RSS flat from 1× to 10× (flat-rss.ts, as the soak judges it). */
+function flatFrom1xTo10x(at1x: number | undefined, at10x: number | undefined): string {
+  if (at1x === undefined || at10x === undefined) return '';
+  return isFlatRss(at1x, at10x) ? 'met' : '**missed**';
+}
+
 /**
  * Peak RSS of our extractors per store scale, each as a ratio to the 1× store, and from each scale to the
  * next: a cache that fills during a run and then stops growing shows as a step from 1× to 10× and none
  * beyond, which growth with the data would not.
  */
-/**
- * The issue's memory goal: peak RSS flat from 1× to 10×. "Flat" as the soak bench (bench/soak.ts) says it:
- * at most +10%, or at most +8 MiB.
- */
-function flatFrom1xTo10x(at1x: number | undefined, at10x: number | undefined): string {
-  if (at1x === undefined || at10x === undefined) return '';
-  return at10x <= at1x * 1.1 || at10x - at1x <= 8 * 1024 * 1024 ? 'met' : '**missed**';
-}
-
 function peakRssLines(results: Measurement[]): string[] {
   const ours = results.filter((m) => m.way === 'duckvisor' && m.status === 'ok');
   const measuredScales = [...new Set(ours.map((m) => m.scale))].sort((a, b) => a - b);
   const steps = measuredScales.slice(1).map((scale, index) => [measuredScales[index]!, scale] as const);
   const lines = [`## Peak RSS ${measuredScales.map((scale) => `${scale}×`).join(' → ')} (duckvisor extractors)`, '',
-    'Goal: flat from 1× to 10×, i.e. at most +10% or +8 MiB (as bench/soak judges a flat RSS).', '',
+    `Goal: flat from 1× to 10×, i.e. ${FLAT_RSS_MEANING} (as bench/soak judges a flat RSS).`, '',
     `| source | tool | ${measuredScales.map((scale) => `${scale}×`).join(' | ')} | ${steps.map(([from, to]) => `${from}× → ${to}×`).join(' | ')} | flat 1× → 10× |`,
     `|---|---|${measuredScales.map(() => '---|').join('')}${steps.map(() => '---|').join('')}---|`];
   for (const first of ours.filter((m) => m.scale === measuredScales[0])) {

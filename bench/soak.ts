@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../supervisor/paths.js';
 import { formatBytes } from '../supervisor/units.js';
 import { assembleResults } from './assemble-results.js';
+import { FLAT_RSS_MEANING, isFlatRss } from './flat-rss.js';
 import { machineLine } from './machine.js';
 
 const MiB = 1024 * 1024;
@@ -574,7 +575,7 @@ async function main(): Promise<number> {
   const rssHeadMedian = median(head.map((p) => p.rssKiB));
   const rssTailMedian = median(tail.map((p) => p.rssKiB));
   const rssGrowth = (rssTailMedian - rssHeadMedian) / rssHeadMedian;
-  const rssFlat = rssGrowth <= 0.1 || rssTailMedian - rssHeadMedian <= 8 * 1024;
+  const rssFlat = isFlatRss(rssHeadMedian * 1024, rssTailMedian * 1024);
   const maxOf = (pick: (p: Point) => number) => Math.max(...points.map(pick));
   const fdGrowth = idleEnd.fds - idleStart.fds;
   const cpuPercent = ((lastLoad.cpuSeconds - idleStart.cpuSeconds) / loadSeconds) * 100;
@@ -698,7 +699,7 @@ re-checked 1 s later), runs ended, and orphans (processes whose environ carries 
 schedules were switched on, and after they were switched off (\`duckvisorctl reload\`) and the daemon drained. ${json.date.slice(0, 16).replace('T', ' ')} UTC.
 
 **Verdict: ${pass ? 'PASS' : 'FAIL'}** — ${pass ? `no fd growth beyond ${FD_GROWTH_ALLOWED}, no zombie, no orphan at the end` : problems.join('; ')}.
-RSS ${rssFlat ? 'flat' : 'NOT flat'}: median ${mib(rssHeadMedian / 1024)} just after warm-up (${warm.t} s) vs ${mib(rssTailMedian / 1024)} at the end (${rssGrowth >= 0 ? '+' : ''}${(rssGrowth * 100).toFixed(1)}%${slopeText}); "flat" means at most +10% or +8 MiB.
+RSS ${rssFlat ? 'flat' : 'NOT flat'}: median ${mib(rssHeadMedian / 1024)} just after warm-up (${warm.t} s) vs ${mib(rssTailMedian / 1024)} at the end (${rssGrowth >= 0 ? '+' : ''}${(rssGrowth * 100).toFixed(1)}%${slopeText}); "flat" means ${FLAT_RSS_MEANING}.
 ${warnings.length ? `\nObservations: ${warnings.join('; ')}.\n` : ''}
 | measure | idle start | at ${warm.t} s (warm) | end of load | idle end | max |
 | --- | --- | --- | --- | --- | --- |

@@ -738,13 +738,14 @@ export class RestReader implements MlflowReader {
   }
 }
 
-/** What identifies a run listing: the same experiments in the same order, and the same query. */
+/** `items` in consecutive groups of at most `size`. */
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let from = 0; from < items.length; from += size) out.push(items.slice(from, from + size));
   return out;
 }
 
+/** What identifies a run listing: the same experiments in the same order, and the same query. */
 function runsKey(experimentIds: readonly string[], query: RunQuery): string {
   const filter = query.filter !== undefined && query.filter.trim() !== '' ? query.filter : '';
   return JSON.stringify([experimentIds, query.includeDeleted, filter]);
